@@ -1,0 +1,1 @@
+"""Every Qt line of picker-gui lives in this package."""
