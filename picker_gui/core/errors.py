@@ -43,3 +43,7 @@ class CoordinateFormatError(PickerError):
         if column is not None:
             where += f", column {column!r}"
         super().__init__(f"{where}: {problem}")
+
+
+class UsageError(PickerError):
+    """Options that cannot work together, or a value out of range."""

@@ -1,0 +1,75 @@
+"""Convert particle coordinates between file formats.
+
+Reads any format picker-gui reads (RELION STAR in its three shapes, EMAN .box, Topaz text,
+CSV, crYOLO .cbox, cryoSPARC .cs) and writes any it writes. The format comes from the
+extension unless --from/--to say otherwise; per-micrograph formats (relion, box) read and
+write folders of files. --scale multiplies coordinates (e.g. 4 for picks made on a
+4x-binned grid); then --flip-y measures y from the other edge (y -> height - y), with the
+height in the output's pixels, from --image-height or from the headers of the
+micrographs given with --micrographs.
+
+examples:
+  picker-gui convert picks.txt autopick_out/ --to relion --scale 4
+  picker-gui convert boxes/ particles.star --from box --flip-y --micrographs raw/
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from picker_gui.commands._common import positive_float
+from picker_gui.core.coords import micrograph_key
+from picker_gui.core.errors import MicrographError, UsageError
+from picker_gui.core.formats import READ_FORMATS, WRITE_FORMATS, read_coordinates, write_coordinates
+from picker_gui.core.mrc_io import find_micrographs, read_header
+
+logger = logging.getLogger(__name__)
+
+
+def add_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("input", type=Path, metavar="INPUT", help="coordinate file or folder")
+    parser.add_argument("output", type=Path, metavar="OUTPUT", help="file, or folder for per-micrograph formats")
+    parser.add_argument("--from", dest="from_format", choices=READ_FORMATS, help="input format (default: from the extension)")
+    parser.add_argument("--to", dest="to_format", choices=WRITE_FORMATS, help="output format (default: from the extension)")
+    parser.add_argument("--box-size", type=positive_float, metavar="PX", help="box size in pixels (needed to write .box)")
+    parser.add_argument("--scale", type=positive_float, default=1.0, metavar="F", help="multiply coordinates by F (default 1)")
+    parser.add_argument("--flip-y", action="store_true", help="y -> image height - y")
+    parser.add_argument("--image-height", type=positive_float, metavar="PX", help="image height in pixels, for --flip-y")
+    parser.add_argument("--micrographs", nargs="+", metavar="MICROGRAPHS", help="micrographs whose headers give image heights, for --flip-y")
+    parser.add_argument("--suffix", default="autopick", help="per-micrograph file suffix for RELION output (default: autopick)")
+
+
+def _heights(args: argparse.Namespace) -> dict[str, float] | float:
+    if args.image_height is not None:
+        return args.image_height
+    if not args.micrographs:
+        raise UsageError("--flip-y needs the image height: give --image-height or --micrographs")
+    heights = {}
+    for path in find_micrographs(args.micrographs):
+        try:
+            heights[micrograph_key(path)] = read_header(path).shape[0]
+        except MicrographError as exc:
+            logger.warning("%s", exc)
+    return heights
+
+
+def main(args: argparse.Namespace) -> int:
+    if not args.input.exists():
+        raise UsageError(f"{args.input}: no such file or folder")
+    heights = _heights(args) if args.flip_y else None
+    # Scale, then flip, on the way in: the table then holds the output's coordinates and
+    # is written as it is.
+    table = read_coordinates(
+        args.input, args.from_format, scale=args.scale, flip_y=args.flip_y, image_heights=heights
+    )
+    written = write_coordinates(table, args.output, args.to_format, box_size=args.box_size, suffix=args.suffix)
+    logger.info(
+        "converted %d particle(s) on %d micrograph(s) into %d file(s) under %s",
+        len(table),
+        len(table.micrographs()),
+        len(written),
+        args.output,
+    )
+    return 0
