@@ -1,0 +1,665 @@
+"""Tests of picker_gui.core.formats: round trips, independent parsers, conventions, bad files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import starfile
+
+from picker_gui.core.coords import CoordinateTable, micrograph_key
+from picker_gui.core.errors import CoordinateFormatError
+from picker_gui.core.formats import (
+    READ_FORMATS,
+    WRITE_FORMATS,
+    detect_format,
+    read_coordinates,
+    write_coordinates,
+)
+
+WIDTH, HEIGHT = 2048, 1536  # non-square on purpose: x < 2048, y < 1536
+BOX = 64
+
+
+# --------------------------------------------------------------------------------------------
+# Fixtures
+# --------------------------------------------------------------------------------------------
+def make_table(with_scores: bool = True) -> CoordinateTable:
+    """Two micrographs, non-integer centres (2 decimals, which every text format keeps)."""
+    mics = ["MotionCorr/job002/mic01.mrc"] * 3 + ["MotionCorr/job002/mic02.mrc"] * 2
+    x = [100.25, 1900.5, 1500.75, 37.0, 2010.0]
+    y = [200.5, 1400.25, 60.0, 1500.75, 33.5]
+    score = [0.91, -2.5, 3.25, 0.0, 1.125] if with_scores else None
+    return CoordinateTable.from_arrays(mics, x, y, score, source="test")
+
+
+def sort_rows(table: CoordinateTable) -> CoordinateTable:
+    order = np.lexsort((table.y, table.x, table.keys.astype(str)))
+    return table[order]
+
+
+def assert_same_coords(got: CoordinateTable, want: CoordinateTable, *, atol: float = 1e-6,
+                       scores: bool = True) -> None:
+    got, want = sort_rows(got), sort_rows(want)
+    assert list(got.keys) == list(want.keys)
+    np.testing.assert_allclose(got.x, want.x, atol=atol)
+    np.testing.assert_allclose(got.y, want.y, atol=atol)
+    if scores:
+        np.testing.assert_allclose(got.score, want.score, rtol=1e-5, atol=1e-6, equal_nan=True)
+
+
+def write_target(tmp_path: Path, fmt: str) -> Path:
+    return {
+        "relion": tmp_path / "relion_out",
+        "relion-list": tmp_path / "job" / "autopick.star",
+        "star-particles": tmp_path / "particles.star",
+        "box": tmp_path / "box_out",
+        "topaz": tmp_path / "picks.txt",
+        "csv": tmp_path / "picks.csv",
+    }[fmt]
+
+
+def assert_error(exc_info: pytest.ExceptionInfo, path: Path, *fragments: str) -> None:
+    assert isinstance(exc_info.value, CoordinateFormatError)
+    message = str(exc_info.value)
+    assert path.name in message, message
+    for fragment in fragments:
+        assert fragment in message, message
+
+
+# --------------------------------------------------------------------------------------------
+# API constants
+# --------------------------------------------------------------------------------------------
+def test_format_names():
+    assert READ_FORMATS == ("star", "relion", "relion-list", "star-particles", "box", "topaz", "csv",
+                            "cbox", "cs")
+    assert WRITE_FORMATS == ("relion", "relion-list", "star-particles", "box", "topaz", "csv")
+
+
+# --------------------------------------------------------------------------------------------
+# Round trips
+# --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("with_scores", [True, False], ids=["scores", "no-scores"])
+@pytest.mark.parametrize("fmt", WRITE_FORMATS)
+def test_round_trip(tmp_path, fmt, with_scores):
+    table = make_table(with_scores)
+    target = write_target(tmp_path, fmt)
+    written = write_coordinates(table, target, fmt, box_size=BOX)
+    assert written and all(p.is_file() for p in written)
+    back = read_coordinates(target, fmt)
+    assert len(back) == len(table)
+    assert set(back.micrographs()) == {"mic01", "mic02"}
+    assert_same_coords(back, table)
+    assert set(back.kind) == {"particle"}
+    if not with_scores:
+        assert not back.has_scores
+
+
+@pytest.mark.parametrize("fmt", WRITE_FORMATS)
+def test_round_trip_with_detected_format(tmp_path, fmt):
+    """Reading without fmt finds the same format (a folder for the per-micrograph ones)."""
+    table = make_table()
+    target = write_target(tmp_path, fmt)
+    write_coordinates(table, target, fmt, box_size=BOX)
+    assert detect_format(target) == fmt
+    assert_same_coords(read_coordinates(target), table)
+
+
+def test_csv_round_trip_keeps_every_column(tmp_path):
+    table = make_table().replace(kind=["particle", "negative", "particle", "particle", "negative"])
+    table = table.replace(score=[0.1, np.nan, 0.3, 0.4, 0.5])
+    path = tmp_path / "all.csv"
+    write_coordinates(table, path)
+    back = read_coordinates(path)
+    assert back == table  # micrograph names, kind and source included, full precision
+
+
+def test_negative_labels_are_not_written_as_particles(tmp_path):
+    table = make_table().replace(kind=["particle", "negative", "particle", "particle", "particle"])
+    back = read_coordinates(write_coordinates(table, tmp_path / "p.star")[0])
+    assert len(back) == 4
+    assert 1900.5 not in back.x
+
+
+def test_non_finite_table_is_refused(tmp_path):
+    table = make_table().replace(x=[1.0, np.nan, 3.0, 4.0, 5.0])
+    with pytest.raises(CoordinateFormatError, match="NaN or infinite"):
+        write_coordinates(table, tmp_path / "t.csv")
+
+
+# --------------------------------------------------------------------------------------------
+# Files checked with independent parsers
+# --------------------------------------------------------------------------------------------
+def test_relion_files_read_by_starfile(tmp_path):
+    table = make_table()
+    written = write_coordinates(table, tmp_path / "out", "relion")
+    assert sorted(p.name for p in written) == ["mic01_autopick.star", "mic02_autopick.star"]
+    text = (tmp_path / "out" / "mic01_autopick.star").read_text()
+    assert "data_\n" in text
+    blocks = starfile.read(tmp_path / "out" / "mic01_autopick.star", always_dict=True)
+    assert list(blocks) == [""]
+    df = blocks[""]
+    assert list(df.columns) == ["rlnCoordinateX", "rlnCoordinateY", "rlnClassNumber",
+                                "rlnAutopickFigureOfMerit", "rlnAnglePsi"]
+    np.testing.assert_allclose(df["rlnCoordinateX"], [100.25, 1900.5, 1500.75])
+    np.testing.assert_allclose(df["rlnCoordinateY"], [200.5, 1400.25, 60.0])
+    np.testing.assert_allclose(df["rlnAutopickFigureOfMerit"], [0.91, -2.5, 3.25])
+    assert (df["rlnClassNumber"] == 0).all() and (df["rlnAnglePsi"] == -999).all()
+
+
+def test_relion_without_scores_writes_fom_minus_999(tmp_path):
+    write_coordinates(make_table(False), tmp_path / "out", "relion", suffix="manualpick")
+    df = starfile.read(tmp_path / "out" / "mic02_manualpick.star")
+    assert (df["rlnAutopickFigureOfMerit"] == -999).all()
+    back = read_coordinates(tmp_path / "out" / "mic02_manualpick.star")
+    assert back.micrographs() == ["mic02"] and np.isnan(back.score).all()
+
+
+def test_relion_list_read_by_starfile(tmp_path):
+    list_path = tmp_path / "job" / "autopick.star"
+    written = write_coordinates(make_table(), list_path, "relion-list")
+    assert written[0] == list_path and len(written) == 3
+    blocks = starfile.read(list_path, always_dict=True)
+    assert list(blocks) == ["coordinate_files"]
+    df = blocks["coordinate_files"]
+    assert list(df.columns) == ["rlnMicrographName", "rlnMicrographCoordinates"]
+    assert list(df["rlnMicrographName"]) == ["MotionCorr/job002/mic01.mrc", "MotionCorr/job002/mic02.mrc"]
+    assert list(df["rlnMicrographCoordinates"]) == ["coordinates/mic01_autopick.star",
+                                                    "coordinates/mic02_autopick.star"]
+    per_mic = starfile.read(tmp_path / "job" / "coordinates" / "mic02_autopick.star")
+    np.testing.assert_allclose(per_mic["rlnCoordinateX"], [37.0, 2010.0])
+
+
+@pytest.mark.parametrize("with_scores", [True, False])
+def test_star_particles_read_by_starfile(tmp_path, with_scores):
+    path = tmp_path / "particles.star"
+    write_coordinates(make_table(with_scores), path)  # .star on write -> star-particles
+    blocks = starfile.read(path, always_dict=True)
+    assert list(blocks) == ["particles"]
+    df = blocks["particles"]
+    expected = ["rlnMicrographName", "rlnCoordinateX", "rlnCoordinateY"]
+    assert list(df.columns) == expected + (["rlnAutopickFigureOfMerit"] if with_scores else [])
+    assert df["rlnMicrographName"].iloc[0] == "MotionCorr/job002/mic01.mrc"
+    np.testing.assert_allclose(df["rlnCoordinateY"], [200.5, 1400.25, 60.0, 1500.75, 33.5])
+
+
+def test_box_text_has_lower_left_corners(tmp_path):
+    write_coordinates(make_table(), tmp_path / "boxes", "box", box_size=BOX)
+    lines = (tmp_path / "boxes" / "mic01.box").read_text().splitlines()
+    rows = [line.split("\t") for line in lines]
+    assert all(len(r) == 5 for r in rows)
+    corners = np.array([[float(r[0]), float(r[1])] for r in rows])
+    np.testing.assert_allclose(corners, [[100.25 - 32, 200.5 - 32], [1900.5 - 32, 1400.25 - 32],
+                                         [1500.75 - 32, 60.0 - 32]])
+    assert {r[2] for r in rows} == {"64"} and {r[3] for r in rows} == {"64"}
+    np.testing.assert_allclose([float(r[4]) for r in rows], [0.91, -2.5, 3.25])
+
+
+def test_box_without_scores_has_four_columns(tmp_path):
+    write_coordinates(make_table(False), tmp_path / "boxes", "box", box_size=BOX)
+    for line in (tmp_path / "boxes" / "mic02.box").read_text().splitlines():
+        assert len(line.split()) == 4
+
+
+def test_topaz_text(tmp_path):
+    path = tmp_path / "picks.txt"
+    table = CoordinateTable.from_arrays(["a/mic01.mrc", "a/mic01.mrc", "mic02.tif"], [10, 20.5, 30],
+                                        [5, 6, 7.25], [1.5, -6.0, 0.123456789])
+    write_coordinates(table, path)
+    lines = path.read_text().splitlines()
+    assert lines[0].split("\t") == ["image_name", "x_coord", "y_coord", "score"]
+    assert lines[1].split("\t") == ["mic01", "10", "5", "1.5"]
+    assert lines[2].split("\t") == ["mic01", "20.5", "6", "-6"]
+    assert lines[3].split("\t") == ["mic02", "30", "7.25", "0.123457"]
+
+
+def test_topaz_without_scores_has_three_columns(tmp_path):
+    path = tmp_path / "picks.tsv"
+    write_coordinates(make_table(False), path)
+    lines = path.read_text().splitlines()
+    assert lines[0].split("\t") == ["image_name", "x_coord", "y_coord"]
+    assert all(len(line.split("\t")) == 3 for line in lines)
+
+
+# --------------------------------------------------------------------------------------------
+# Conventions: corners, flip, scale, names
+# --------------------------------------------------------------------------------------------
+def test_box_corner_and_flip_on_non_square_image(tmp_path):
+    table = CoordinateTable.from_arrays("mic01.mrc", [100.0], [200.0])
+    path = tmp_path / "mic01.box"
+    write_coordinates(table, path, box_size=BOX, flip_y=True, image_heights={"mic01": HEIGHT})
+    assert path.read_text().split() == ["68", "1304", "64", "64"]  # 100-32, (1536-200)-32
+    back = read_coordinates(path, flip_y=True, image_heights=HEIGHT)
+    np.testing.assert_allclose(back.xy(), [[100.0, 200.0]])
+    unflipped = read_coordinates(path)
+    np.testing.assert_allclose(unflipped.xy(), [[100.0, HEIGHT - 200.0]])
+
+
+def test_flip_uses_per_micrograph_heights(tmp_path):
+    table = make_table()
+    heights = {"mic01.mrc": 1536, "mic02": 1000}
+    path = tmp_path / "f.csv"
+    write_coordinates(table, path, flip_y=True, image_heights=heights)
+    raw = read_coordinates(path)
+    expected_y = np.where(table.keys == "mic01", 1536 - table.y, 1000 - table.y)
+    np.testing.assert_allclose(raw.y, expected_y)
+    assert_same_coords(read_coordinates(path, flip_y=True, image_heights=heights), table)
+
+
+def test_flip_without_heights_is_an_error(tmp_path):
+    path = tmp_path / "f.csv"
+    write_coordinates(make_table(), path)
+    with pytest.raises(CoordinateFormatError) as exc:
+        read_coordinates(path, flip_y=True)
+    assert_error(exc, path, "image_heights")
+    with pytest.raises(CoordinateFormatError, match="image_heights"):
+        write_coordinates(make_table(), tmp_path / "g.csv", flip_y=True)
+    with pytest.raises(CoordinateFormatError, match="mic02"):
+        read_coordinates(path, flip_y=True, image_heights={"mic01": HEIGHT})
+
+
+def test_read_scale_from_binned_grid(tmp_path):
+    path = tmp_path / "mic01.box"
+    # picks made on a 4x-binned 512x384 image, box 16 there
+    path.write_text("17\t42\t16\t16\n100.5\t300\t16\t16\n")
+    table = read_coordinates(path, scale=4)
+    np.testing.assert_allclose(table.xy(), [[(17 + 8) * 4, (42 + 8) * 4], [(100.5 + 8) * 4, (300 + 8) * 4]])
+
+
+def test_write_scale_then_read_back(tmp_path):
+    table = make_table()
+    path = tmp_path / "binned.txt"
+    write_coordinates(table, path, scale=0.25)
+    raw = read_coordinates(path)
+    np.testing.assert_allclose(sort_rows(raw).x, sort_rows(table).x * 0.25, atol=0.005)
+    assert_same_coords(read_coordinates(path, scale=4), table, atol=0.02)
+
+
+def test_write_flip_happens_before_scale(tmp_path):
+    table = CoordinateTable.from_arrays("mic01", [100.0], [200.0])
+    path = tmp_path / "t.csv"
+    write_coordinates(table, path, flip_y=True, image_heights=HEIGHT, scale=0.5)
+    np.testing.assert_allclose(read_coordinates(path).xy(), [[50.0, (HEIGHT - 200.0) / 2]])
+    back = read_coordinates(path, scale=2, flip_y=True, image_heights=HEIGHT)
+    np.testing.assert_allclose(back.xy(), [[100.0, 200.0]])
+
+
+def test_micrograph_names_match_with_or_without_extension(tmp_path):
+    table = CoordinateTable.from_arrays(["mic01.mrc", "mic01.mrc"], [10.0, 20.0], [30.0, 40.0])
+    path = tmp_path / "t.txt"
+    write_coordinates(table, path)
+    back = read_coordinates(path)
+    assert list(back.micrograph) == ["mic01", "mic01"]
+    assert len(back.for_micrograph("mic01.mrc")) == 2
+    assert len(table.for_micrograph("mic01")) == 2
+    assert micrograph_key(back.micrograph[0]) == micrograph_key(table.micrograph[0])
+    # a height keyed by the file name applies to the table read without extension
+    flipped = read_coordinates(path, flip_y=True, image_heights={"mic01.mrc": 100})
+    np.testing.assert_allclose(flipped.y, [70.0, 60.0])
+
+
+def test_single_micrograph_box_file_and_multi_micrograph_error(tmp_path):
+    one = make_table().for_micrograph("mic02")
+    assert write_coordinates(one, tmp_path / "single.box", box_size=BOX) == [tmp_path / "single.box"]
+    assert read_coordinates(tmp_path / "single.box", micrograph="mic02.mrc").micrographs() == ["mic02"]
+    with pytest.raises(CoordinateFormatError) as exc:
+        write_coordinates(make_table(), tmp_path / "all.box", box_size=BOX)
+    assert_error(exc, tmp_path / "all.box", "folder")
+    assert not (tmp_path / "all.box").exists()
+
+
+def test_box_write_needs_box_size(tmp_path):
+    with pytest.raises(CoordinateFormatError) as exc:
+        write_coordinates(make_table(), tmp_path / "boxes", "box")
+    assert_error(exc, tmp_path / "boxes", "box_size")
+
+
+def test_relion_read_names_and_missing_fom(tmp_path):
+    path = tmp_path / "mic07_autopick.star"
+    path.write_text(
+        "\n# version 30001\n\ndata_\n\nloop_\n_rlnCoordinateX #1\n_rlnCoordinateY #2\n"
+        "_rlnClassNumber #3\n_rlnAutopickFigureOfMerit #4\n_rlnAnglePsi #5\n"
+        "  1024.5   768.0   0  -999.0  -999.0\n  10.0   20.0   0   1.75  -999.0\n"
+    )
+    assert detect_format(path) == "relion"
+    table = read_coordinates(path)
+    assert table.micrographs() == ["mic07"]
+    assert np.isnan(table.score[0]) and table.score[1] == 1.75
+    assert set(table.source) == {"mic07_autopick.star"}
+    named = read_coordinates(path, micrograph="grid/mic99.mrc", source="relion")
+    assert named.micrographs() == ["mic99"] and set(named.source) == {"relion"}
+
+
+def test_star_particles_relion31_with_optics(tmp_path):
+    path = tmp_path / "particles.star"
+    path.write_text(
+        "data_optics\n\nloop_\n_rlnOpticsGroupName #1\n_rlnOpticsGroup #2\n_rlnImagePixelSize #3\n"
+        "opticsGroup1 1 1.06\n\n"
+        "data_particles\n\nloop_\n_rlnCoordinateX #1\n_rlnCoordinateY #2\n_rlnMicrographName #3\n"
+        "_rlnOpticsGroup #4\n"
+        "1200.0 300.5 MotionCorr/job002/Movies/0001.mrc 1\n"
+        "50.0 60.0 MotionCorr/job002/Movies/0002.mrc 1\n"
+    )
+    assert detect_format(path) == "star-particles"
+    table = read_coordinates(path)
+    assert list(table.micrograph) == ["MotionCorr/job002/Movies/0001.mrc",
+                                      "MotionCorr/job002/Movies/0002.mrc"]
+    assert table.micrographs() == ["0001", "0002"]  # not parsed as the number 1
+    np.testing.assert_allclose(table.xy(), [[1200.0, 300.5], [50.0, 60.0]])
+    assert not table.has_scores
+
+
+def test_detect_format(tmp_path):
+    assert detect_format("x/picks.star", for_writing=True) == "star-particles"
+    assert detect_format("x/picks.BOX", for_writing=True) == "box"
+    assert detect_format("x/picks.tsv", for_writing=True) == "topaz"
+    assert detect_format("x/picks.csv", for_writing=True) == "csv"
+    write_coordinates(make_table(), tmp_path / "job" / "autopick.star", "relion-list")
+    assert detect_format(tmp_path / "job" / "autopick.star") == "relion-list"
+    assert detect_format(tmp_path / "job" / "coordinates") == "relion"
+    with pytest.raises(CoordinateFormatError, match="can be read but not written"):
+        detect_format("x/a.cbox", for_writing=True)
+    with pytest.raises(CoordinateFormatError, match="pass fmt"):
+        write_coordinates(make_table(), tmp_path / "folder_without_format")
+
+
+def test_read_folder_of_per_micrograph_files(tmp_path):
+    folder = tmp_path / "boxes"
+    write_coordinates(make_table(), folder, "box", box_size=BOX)
+    (folder / "notes.md").write_text("not coordinates")
+    (folder / "mic03.box").write_text("")  # a micrograph without picks
+    table = read_coordinates(folder)
+    assert table.micrographs() == ["mic01", "mic02"]
+    assert set(table.source) == {"mic01.box", "mic02.box"}
+    assert_same_coords(table, make_table())
+
+
+def test_read_folder_with_mixed_formats_needs_fmt(tmp_path):
+    write_coordinates(make_table(), tmp_path, "box", box_size=BOX)
+    write_coordinates(make_table(), tmp_path, "relion")
+    with pytest.raises(CoordinateFormatError, match="several formats"):
+        read_coordinates(tmp_path)
+    assert len(read_coordinates(tmp_path, "relion")) == 5
+
+
+# --------------------------------------------------------------------------------------------
+# relion-list path resolution
+# --------------------------------------------------------------------------------------------
+def test_relion_list_entries_relative_to_project_dir(tmp_path):
+    """RELION writes entries relative to the project folder: found through the parents."""
+    project = tmp_path / "project"
+    movies = project / "AutoPick" / "job010" / "Movies"
+    movies.mkdir(parents=True)
+    (movies / "mic01_autopick.star").write_text(
+        "data_\n\nloop_\n_rlnCoordinateX #1\n_rlnCoordinateY #2\n_rlnAutopickFigureOfMerit #3\n"
+        "10.5 20.5 1.0\n30.0 40.0 2.0\n")
+    list_path = project / "AutoPick" / "job010" / "autopick.star"
+    list_path.write_text(
+        "# version 50001\n\ndata_coordinate_files\n\nloop_\n_rlnMicrographName #1\n"
+        "_rlnMicrographCoordinates #2\n"
+        "MotionCorr/job002/Movies/mic01.mrc AutoPick/job010/Movies/mic01_autopick.star\n")
+    table = read_coordinates(list_path)
+    assert list(table.micrograph) == ["MotionCorr/job002/Movies/mic01.mrc"] * 2
+    np.testing.assert_allclose(table.xy(), [[10.5, 20.5], [30.0, 40.0]])
+    np.testing.assert_allclose(table.score, [1.0, 2.0])
+
+
+def test_relion_list_missing_entry(tmp_path):
+    list_path = tmp_path / "job" / "autopick.star"
+    write_coordinates(make_table(), list_path, "relion-list")
+    (tmp_path / "job" / "coordinates" / "mic02_autopick.star").unlink()
+    with pytest.raises(CoordinateFormatError) as exc:
+        read_coordinates(list_path)
+    assert_error(exc, list_path, "coordinates/mic02_autopick.star", "entry 2")
+
+
+# --------------------------------------------------------------------------------------------
+# crYOLO CBOX and cryoSPARC .cs
+# --------------------------------------------------------------------------------------------
+CBOX_TEXT = """
+data_global
+
+_cbox_format_version 1.0
+
+data_cryolo
+
+loop_
+_CoordinateX #1
+_CoordinateY #2
+_CoordinateZ #3
+_Width #4
+_Height #5
+_Depth #6
+_EstWidth #7
+_EstHeight #8
+_Confidence #9
+_NumBoxes #10
+_Angle #11
+1390.0 1042.0 <NA> 220.0 220.0 <NA> 204.0 210.0 0.8731 <NA> <NA>
+37.5 98.0 <NA> 220.0 200.0 <NA> 190.0 199.0 0.3012 <NA> <NA>
+"""
+
+
+def test_read_cryolo_cbox(tmp_path):
+    path = tmp_path / "mic05.cbox"
+    path.write_text(CBOX_TEXT)
+    assert detect_format(path) == "cbox"
+    table = read_coordinates(path)
+    assert table.micrographs() == ["mic05"]
+    np.testing.assert_allclose(table.xy(), [[1500.0, 1152.0], [147.5, 198.0]])
+    np.testing.assert_allclose(table.score, [0.8731, 0.3012])
+    # the same content in a .star file is recognised by the generic STAR reader
+    star = tmp_path / "mic05.star"
+    star.write_text(CBOX_TEXT)
+    assert detect_format(star) == "cbox"
+    np.testing.assert_allclose(read_coordinates(star, "star").xy(), table.xy())
+
+
+def write_cs(path: Path, *, with_score: bool = True, drop: str | None = None) -> None:
+    fields = [("uid", "<u8"), ("location/micrograph_path", "S64"), ("location/micrograph_shape", "<u4", (2,)),
+              ("location/center_x_frac", "<f4"), ("location/center_y_frac", "<f4")]
+    if with_score:
+        fields.append(("pick_stats/ncc_score", "<f4"))
+    if drop:
+        fields = [f for f in fields if f[0] != drop]
+    values = {
+        "uid": [1, 2],
+        "location/micrograph_path": [b"J12/imported/012345678901234567_mic001.mrc",
+                                     b"J12/imported/012345678901234568_mic002.mrc"],
+        "location/micrograph_shape": [[HEIGHT, WIDTH], [HEIGHT, WIDTH]],  # [ny, nx]
+        "location/center_x_frac": [0.25, 0.5],
+        "location/center_y_frac": [0.5, 0.125],
+        "pick_stats/ncc_score": [0.5, 0.25],
+    }
+    arr = np.zeros(2, dtype=fields)
+    for name in arr.dtype.names:
+        arr[name] = values[name]
+    with open(path, "wb") as fh:  # a file handle, so numpy does not append .npy
+        np.save(fh, arr)
+
+
+def test_read_cryosparc_cs(tmp_path):
+    path = tmp_path / "picked_particles.cs"
+    write_cs(path)
+    assert detect_format(path) == "cs"
+    table = read_coordinates(path)
+    assert list(table.micrograph) == ["J12/imported/mic001.mrc", "J12/imported/mic002.mrc"]
+    assert table.micrographs() == ["mic001", "mic002"]
+    np.testing.assert_allclose(table.xy(), [[0.25 * WIDTH, 0.5 * HEIGHT], [0.5 * WIDTH, 0.125 * HEIGHT]])
+    np.testing.assert_allclose(table.score, [0.5, 0.25])
+    write_cs(path, with_score=False)
+    assert not read_coordinates(path).has_scores
+
+
+def test_bad_cryosparc_cs(tmp_path):
+    path = tmp_path / "broken.cs"
+    path.write_bytes(b"this is not numpy")
+    with pytest.raises(CoordinateFormatError) as exc:
+        read_coordinates(path)
+    assert_error(exc, path, "cryoSPARC")
+    write_cs(path, drop="location/center_y_frac")
+    with pytest.raises(CoordinateFormatError) as exc:
+        read_coordinates(path)
+    assert_error(exc, path, "location/center_y_frac")
+
+
+# --------------------------------------------------------------------------------------------
+# CSV flexibility
+# --------------------------------------------------------------------------------------------
+def test_csv_aliases_and_missing_micrograph_column(tmp_path):
+    path = tmp_path / "other.csv"
+    path.write_text("Image_Name,X_Coord,Y_Coord,Confidence\nmic01.mrc,1.5,2.5,0.9\nmic02,3,4,\n")
+    table = read_coordinates(path)
+    assert table.micrographs() == ["mic01", "mic02"]
+    np.testing.assert_allclose(table.xy(), [[1.5, 2.5], [3.0, 4.0]])
+    assert table.score[0] == 0.9 and np.isnan(table.score[1])
+    assert set(table.source) == {"other.csv"}
+
+    bare = tmp_path / "mic09.csv"
+    bare.write_text("rlnCoordinateX,rlnCoordinateY\n10,20\n")
+    assert read_coordinates(bare).micrographs() == ["mic09"]
+    assert read_coordinates(bare, micrograph="x/mic10.mrc").micrographs() == ["mic10"]
+
+
+# --------------------------------------------------------------------------------------------
+# Bad files
+# --------------------------------------------------------------------------------------------
+def test_empty_star(tmp_path):
+    path = tmp_path / "empty.star"
+    path.write_text("")
+    with pytest.raises(CoordinateFormatError) as exc:
+        read_coordinates(path)
+    assert_error(exc, path, "empty")
+
+
+def test_star_without_coordinates_block(tmp_path):
+    path = tmp_path / "optics.star"
+    path.write_text("data_optics\n\nloop_\n_rlnOpticsGroup #1\n1\n")
+    with pytest.raises(CoordinateFormatError) as exc:
+        read_coordinates(path)
+    assert_error(exc, path, "rlnCoordinateX", "rlnOpticsGroup")
+
+
+def test_star_missing_coordinate_y(tmp_path):
+    path = tmp_path / "mic01_autopick.star"
+    path.write_text("data_\n\nloop_\n_rlnCoordinateX #1\n_rlnAutopickFigureOfMerit #2\n10.0 1.0\n")
+    with pytest.raises(CoordinateFormatError) as exc:
+        read_coordinates(path)
+    assert_error(exc, path, "missing column(s) rlnCoordinateY", "rlnCoordinateX")
+
+
+def test_star_text_in_number_column(tmp_path):
+    path = tmp_path / "bad_values.star"
+    path.write_text("data_particles\n\nloop_\n_rlnMicrographName #1\n_rlnCoordinateX #2\n_rlnCoordinateY #3\n"
+                    "mic01.mrc 10.0 20.0\nmic01.mrc 11.0 abc\n")
+    with pytest.raises(CoordinateFormatError) as exc:
+        read_coordinates(path)
+    assert_error(exc, path, "'rlnCoordinateY'", "'abc'")
+
+
+def test_star_non_finite_coordinate(tmp_path):
+    path = tmp_path / "mic01.star"
+    path.write_text("data_\n\nloop_\n_rlnCoordinateX #1\n_rlnCoordinateY #2\n10.0 nan\n")
+    with pytest.raises(CoordinateFormatError) as exc:
+        read_coordinates(path)
+    assert_error(exc, path, "not a finite number", "rlnCoordinateY")
+
+
+def test_star_wrong_field_count(tmp_path):
+    path = tmp_path / "ragged.star"
+    path.write_text("data_\n\nloop_\n_rlnCoordinateX #1\n_rlnCoordinateY #2\n1.0 2.0\n10.0 20.0 30.0\n")
+    with pytest.raises(CoordinateFormatError) as exc:
+        read_coordinates(path)
+    assert_error(exc, path, "line 7", "2 columns", "3 values")
+
+
+def test_box_line_with_three_fields(tmp_path):
+    path = tmp_path / "mic01.box"
+    path.write_text("10\t20\t64\t64\n\n30\t40\t64\n")
+    with pytest.raises(CoordinateFormatError) as exc:
+        read_coordinates(path)
+    assert_error(exc, path, "line 3", "found 3")
+    assert exc.value.line == 3
+
+
+def test_box_non_numeric(tmp_path):
+    path = tmp_path / "mic01.box"
+    path.write_text("10\t20\t64\t64\n30\tforty\t64\t64\n")
+    with pytest.raises(CoordinateFormatError) as exc:
+        read_coordinates(path)
+    assert_error(exc, path, "line 2", "'forty'")
+
+
+def test_box_two_columns_need_box_size(tmp_path):
+    path = tmp_path / "mic01.box"
+    path.write_text("10 20\n")
+    with pytest.raises(CoordinateFormatError) as exc:
+        read_coordinates(path)
+    assert_error(exc, path, "box_size")
+    np.testing.assert_allclose(read_coordinates(path, box_size=64).xy(), [[42.0, 52.0]])
+
+
+def test_empty_box(tmp_path):
+    path = tmp_path / "mic01.box"
+    path.write_text("\n\n")
+    with pytest.raises(CoordinateFormatError) as exc:
+        read_coordinates(path)
+    assert_error(exc, path, "empty")
+
+
+def test_topaz_non_numeric_line(tmp_path):
+    path = tmp_path / "picks.txt"
+    path.write_text("image_name\tx_coord\ty_coord\tscore\nmic01\t10\t20\t1.0\nmic01\t1O\t20\t1.0\n")
+    with pytest.raises(CoordinateFormatError) as exc:
+        read_coordinates(path)
+    assert_error(exc, path, "line 3", "'x_coord'", "'1O'")
+
+
+def test_topaz_missing_header_column(tmp_path):
+    path = tmp_path / "picks.txt"
+    path.write_text("image_name\tx_coord\tscore\nmic01\t10\t1.0\n")
+    with pytest.raises(CoordinateFormatError) as exc:
+        read_coordinates(path)
+    assert_error(exc, path, "missing column(s) y", "image_name")
+
+
+def test_csv_non_finite_and_bad_kind(tmp_path):
+    path = tmp_path / "picks.csv"
+    path.write_text("micrograph,x,y\nmic01,1,inf\n")
+    with pytest.raises(CoordinateFormatError) as exc:
+        read_coordinates(path)
+    assert_error(exc, path, "line 2", "not a finite number")
+    path.write_text("micrograph,x,y,kind\nmic01,1,2,carbon\n")
+    with pytest.raises(CoordinateFormatError) as exc:
+        read_coordinates(path)
+    assert_error(exc, path, "carbon", "'kind'")
+
+
+def test_unknown_extension(tmp_path):
+    path = tmp_path / "picks.xyz"
+    path.write_text("1 2\n")
+    with pytest.raises(CoordinateFormatError) as exc:
+        read_coordinates(path)
+    assert_error(exc, path, "'.xyz'", "relion-list", "topaz")
+    with pytest.raises(CoordinateFormatError) as exc:
+        write_coordinates(make_table(), tmp_path / "out.xyz")
+    assert_error(exc, tmp_path / "out.xyz", "'.xyz'")
+
+
+def test_unknown_format_name(tmp_path):
+    path = tmp_path / "picks.csv"
+    write_coordinates(make_table(), path)
+    with pytest.raises(CoordinateFormatError) as exc:
+        read_coordinates(path, "eman2")
+    assert_error(exc, path, "'eman2'", "star-particles")
+    with pytest.raises(CoordinateFormatError) as exc:
+        write_coordinates(make_table(), path, "cbox")
+    assert_error(exc, path, "can be read but not written")
+
+
+def test_nonexistent_path(tmp_path):
+    path = tmp_path / "nowhere" / "picks.star"
+    with pytest.raises(CoordinateFormatError) as exc:
+        read_coordinates(path)
+    assert_error(exc, path, "no such file")
