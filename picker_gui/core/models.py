@@ -1,0 +1,150 @@
+"""Fully convolutional particle classifiers, and how they are saved.
+
+A model maps a normalised, downsampled micrograph to a per-pixel logit ("is a particle
+centred here?"). Every convolution is *valid* (no padding): a tile of ``T + R - 1`` pixels
+gives ``T`` scores, where ``R`` is the receptive field. Training on tiles and scoring whole
+micrographs (padded by ``R // 2``) then compute exactly the same function, with no border
+effects learned on the training tiles.
+
+Dilated convolutions give the receptive field without pooling, so the score map stays at
+the full downsampled resolution (Topaz instead pools and then "fills" the model with
+dilation for inference).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from os import PathLike
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+logger = logging.getLogger(__name__)
+
+#: Layer specs, (kernel, dilation) per convolution, by name. The name is the receptive field.
+ARCHITECTURES: dict[str, tuple[tuple[int, int], ...]] = {
+    "conv31": ((5, 1), (3, 1), (3, 2), (3, 4), (3, 6)),
+    "conv47": ((5, 1), (3, 1), (3, 2), (3, 4), (3, 8), (3, 6)),
+    "conv71": ((7, 1), (5, 1), (3, 2), (3, 4), (3, 8), (3, 16)),
+}
+MODEL_FORMAT_VERSION = 1
+
+
+def receptive_field(layers: tuple[tuple[int, int], ...]) -> int:
+    return 1 + sum((k - 1) * d for k, d in layers)
+
+
+def choose_architecture(diameter_px: float) -> tuple[str, str]:
+    """The smallest architecture whose receptive field spans about twice the particle
+    (the particle and a ring of its surroundings, as Topaz's 71 px does for ~35 px
+    particles), and why."""
+    want = 2.0 * diameter_px
+    for name in sorted(ARCHITECTURES, key=lambda n: receptive_field(ARCHITECTURES[n])):
+        rf = receptive_field(ARCHITECTURES[name])
+        if rf >= want:
+            return name, f"receptive field {rf} px covers twice the {diameter_px:.1f}-px particle"
+    name = max(ARCHITECTURES, key=lambda n: receptive_field(ARCHITECTURES[n]))
+    rf = receptive_field(ARCHITECTURES[name])
+    return name, f"largest receptive field ({rf} px); the {diameter_px:.1f}-px particle would need more downsampling"
+
+
+class PickerNet(nn.Module):
+    """Dilated valid convolutions with batch norm, then a 1x1 classifier head.
+
+    Parameters
+    ----------
+    architecture
+        A key of :data:`ARCHITECTURES`.
+    width
+        Channels of every hidden layer.
+    """
+
+    def __init__(self, architecture: str = "conv47", width: int = 32) -> None:
+        super().__init__()
+        if architecture not in ARCHITECTURES:
+            raise ValueError(f"unknown architecture {architecture!r}; expected one of {sorted(ARCHITECTURES)}")
+        self.architecture = architecture
+        self.width = width
+        layers: list[nn.Module] = []
+        channels = 1
+        for kernel, dilation in ARCHITECTURES[architecture]:
+            layers += [
+                nn.Conv2d(channels, width, kernel, dilation=dilation, bias=False),
+                nn.BatchNorm2d(width),
+                nn.PReLU(width),
+            ]
+            channels = width
+        self.features = nn.Sequential(*layers)
+        self.classifier = nn.Sequential(
+            nn.Conv2d(width, width, 1),
+            nn.PReLU(width),
+            nn.Conv2d(width, 1, 1),
+        )
+        # Start at a low positive rate, as a picker should: most pixels are not particle centres.
+        nn.init.constant_(self.classifier[-1].bias, -4.0)
+
+    @property
+    def receptive_field(self) -> int:
+        return receptive_field(ARCHITECTURES[self.architecture])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``[B, 1, H, W]`` -> logits ``[B, 1, H - R + 1, W - R + 1]``."""
+        return self.classifier(self.features(x))
+
+
+# -- saving and loading ------------------------------------------------------------------
+@dataclass
+class SavedModel:
+    """A model with what it needs to pick new data the same way."""
+
+    model: PickerNet
+    metadata: dict[str, Any]
+
+
+def save_model(path: str | PathLike, model: PickerNet, metadata: dict[str, Any]) -> Path:
+    """Save a state_dict and plain metadata (architecture, downsampling, pixel size,
+    normalisation, particle diameter, objective, pi, label counts, version).
+
+    The file is written to a temporary name and renamed, so a crash never leaves half a
+    model behind.
+    """
+    from picker_gui import __version__
+
+    path = Path(path)
+    meta = dict(metadata)
+    meta.update(
+        architecture=model.architecture,
+        width=model.width,
+        receptive_field=model.receptive_field,
+        format_version=MODEL_FORMAT_VERSION,
+        picker_gui_version=__version__,
+    )
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save({"state_dict": state, "metadata": meta}, tmp)
+    tmp.replace(path)
+    return path
+
+
+def load_model(path: str | PathLike, device: str | torch.device = "cpu") -> SavedModel:
+    """Load a model saved by :func:`save_model` (``weights_only``: no pickled code runs)."""
+    from picker_gui.core.errors import PickerError
+
+    path = Path(path)
+    if not path.exists():
+        raise PickerError(f"{path}: no such model file")
+    try:
+        blob = torch.load(path, map_location=device, weights_only=True)
+        meta = blob["metadata"]
+        model = PickerNet(meta["architecture"], int(meta["width"]))
+        model.load_state_dict(blob["state_dict"])
+    except Exception as exc:  # any corruption is a user-facing problem with this file
+        raise PickerError(f"{path}: not a picker-gui model ({type(exc).__name__}: {exc})") from None
+    if int(meta.get("format_version", 0)) > MODEL_FORMAT_VERSION:
+        raise PickerError(f"{path}: saved by a newer picker-gui (model format {meta['format_version']})")
+    model.to(device).eval()
+    return SavedModel(model, meta)
