@@ -1,0 +1,143 @@
+"""Scoring whole micrographs and turning score maps into ranked picks.
+
+``score_map`` pads the micrograph by half the receptive field (reflection) and runs the
+model tile by tile, each tile with the margin its receptive field needs, so the result is
+exactly what one pass over the whole image would give while memory stays bounded on a
+4096 x 4096 input. ``non_maximum_suppression`` is Topaz's greedy rule: take the highest
+score, drop every candidate within the radius, repeat; every candidate above the floor
+comes back, ranked, and thresholding happens later (the slider, ``--threshold``).
+"""
+
+from __future__ import annotations
+
+import logging
+from os import PathLike
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from picker_gui.core.coords import PARTICLE, CoordinateTable
+from picker_gui.core.errors import MicrographError
+from picker_gui.core.models import PickerNet, SavedModel
+from picker_gui.core.preprocess import Preprocessed, PreprocessParams, preprocess_file
+
+logger = logging.getLogger(__name__)
+
+
+@torch.no_grad()
+def score_map(model: PickerNet, image: np.ndarray, device: str | torch.device = "cpu", tile: int = 1024) -> np.ndarray:
+    """Per-pixel logits for a whole (preprocessed) micrograph, same shape as ``image``.
+
+    Parameters
+    ----------
+    tile
+        Output tile edge; memory grows with ``(tile + receptive_field)^2 x width``.
+    """
+    was_training = model.training
+    model.eval()
+    rf = model.receptive_field
+    half = rf // 2
+    h, w = image.shape
+    x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None, None]
+    mode = "reflect" if min(h, w) > half else "replicate"
+    padded = F.pad(x, (half, rf - 1 - half, half, rf - 1 - half), mode=mode)
+    out = np.empty((h, w), dtype=np.float32)
+    for y0 in range(0, h, tile):
+        for x0 in range(0, w, tile):
+            y1, x1 = min(y0 + tile, h), min(x0 + tile, w)
+            chunk = padded[:, :, y0 : y1 + rf - 1, x0 : x1 + rf - 1].to(device)
+            out[y0:y1, x0:x1] = model(chunk)[0, 0].float().cpu().numpy()
+    model.train(was_training)
+    return out
+
+
+def _disc_offsets(radius: float) -> tuple[np.ndarray, np.ndarray]:
+    r = int(np.floor(radius))
+    dy, dx = np.mgrid[-r : r + 1, -r : r + 1]
+    inside = dx * dx + dy * dy <= radius * radius
+    return dy[inside], dx[inside]
+
+
+def non_maximum_suppression(
+    scores: np.ndarray, radius: float, threshold: float = -np.inf, max_picks: int | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Greedy NMS on a score map.
+
+    Returns
+    -------
+    x, y, score
+        Picks in pixels of the map (x = column), highest score first; no two closer than
+        ``radius`` (a hard minimum distance, as in Topaz).
+    """
+    h, w = scores.shape
+    # Candidates: local maxima (3x3) at or above the floor.
+    t = torch.from_numpy(np.ascontiguousarray(scores))[None, None]
+    local_max = (F.max_pool2d(t, 3, stride=1, padding=1) == t)[0, 0].numpy()
+    ys, xs = np.nonzero(local_max & (scores >= threshold))
+    vals = scores[ys, xs]
+    order = np.argsort(-vals, kind="stable")
+    ys, xs, vals = ys[order], xs[order], vals[order]
+    suppressed = np.zeros((h, w), dtype=bool)
+    dy, dx = _disc_offsets(radius)
+    keep = []
+    for i in range(len(vals)):
+        y, x = ys[i], xs[i]
+        if suppressed[y, x]:
+            continue
+        keep.append(i)
+        if max_picks is not None and len(keep) >= max_picks:
+            break
+        yy, xx = y + dy, x + dx
+        ok = (yy >= 0) & (yy < h) & (xx >= 0) & (xx < w)
+        suppressed[yy[ok], xx[ok]] = True
+    keep = np.asarray(keep, dtype=np.int64)
+    return xs[keep].astype(np.float64), ys[keep].astype(np.float64), vals[keep].astype(np.float64)
+
+
+def extract_picks(
+    scores: np.ndarray,
+    prep: Preprocessed,
+    radius_px: float,
+    threshold: float = -np.inf,
+    name: str | None = None,
+    source: str = "picker-gui",
+) -> CoordinateTable:
+    """NMS on a score map of a preprocessed micrograph; picks in original-micrograph pixels.
+
+    ``radius_px`` is in pixels of the score map (downsampled).
+    """
+    x, y, s = non_maximum_suppression(scores, radius_px, threshold)
+    x0, y0 = prep.to_original(x, y)
+    return CoordinateTable.from_arrays(name or prep.path.name, x0, y0, s, kind=PARTICLE, source=source)
+
+
+def pick_micrographs(
+    saved: SavedModel,
+    paths: Iterable[str | PathLike],
+    *,
+    device: str | torch.device = "cpu",
+    threshold: float = -np.inf,
+    radius_px: float | None = None,
+    pixel_size_a: float | None = None,
+    cache=None,
+) -> Iterator[tuple[Path, CoordinateTable | MicrographError]]:
+    """Preprocess each micrograph as the model was trained, score it and extract picks,
+    one micrograph at a time (a bad one yields its error and the rest go on)."""
+    meta = saved.metadata
+    params = PreprocessParams(
+        downsample=meta["downsample"], normalization=meta["normalization"], pixel_size_a=pixel_size_a
+    )
+    radius = radius_px if radius_px is not None else meta["nms_radius_px"]
+    model = saved.model.to(device)
+    for p in paths:
+        path = Path(p)
+        try:
+            prep = preprocess_file(path, params, cache)
+        except MicrographError as exc:
+            yield path, exc
+            continue
+        scores = score_map(model, prep.image, device)
+        yield path, extract_picks(scores, prep, radius, threshold, name=path.name)

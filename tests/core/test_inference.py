@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from picker_gui.core.inference import non_maximum_suppression, score_map
+from picker_gui.core.models import ARCHITECTURES, PickerNet
+
+
+def test_nms_keeps_a_hard_minimum_distance_and_ranks():
+    rng = np.random.default_rng(0)
+    scores = rng.normal(size=(120, 160)).astype(np.float32)
+    x, y, s = non_maximum_suppression(scores, radius=6.0)
+    assert np.all(np.diff(s) <= 0)
+    d2 = (x[:, None] - x[None, :]) ** 2 + (y[:, None] - y[None, :]) ** 2
+    np.fill_diagonal(d2, np.inf)
+    assert d2.min() > 36.0
+    # The global maximum is always the first pick.
+    iy, ix = np.unravel_index(np.argmax(scores), scores.shape)
+    assert (x[0], y[0]) == (ix, iy)
+
+
+def test_nms_hand_case_on_a_non_square_map():
+    scores = np.full((20, 30), -10.0, dtype=np.float32)
+    scores[5, 20] = 3.0  # x=20, y=5
+    scores[5, 23] = 2.0  # 3 px away: suppressed at radius 4, kept at radius 2
+    scores[15, 4] = 1.0
+    x, y, s = non_maximum_suppression(scores, radius=4.0, threshold=0.0)
+    assert list(zip(x, y, s)) == [(20, 5, 3.0), (4, 15, 1.0)]
+    x, _, _ = non_maximum_suppression(scores, radius=2.0, threshold=0.0)
+    assert list(x) == [20, 23, 4]
+
+
+def test_nms_threshold_is_a_floor():
+    scores = np.zeros((10, 10), dtype=np.float32)
+    scores[2, 2], scores[7, 7] = 5.0, -1.0
+    x, y, s = non_maximum_suppression(scores, radius=1.0, threshold=0.5)
+    assert list(s) == [5.0]
+
+
+@pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
+def test_tiled_scoring_equals_one_pass(arch):
+    torch.manual_seed(0)
+    model = PickerNet(arch, width=8).eval()
+    image = np.random.default_rng(1).normal(size=(70, 90)).astype(np.float32)
+    whole = score_map(model, image, tile=1024)
+    tiled = score_map(model, image, tile=32)
+    assert whole.shape == image.shape
+    np.testing.assert_allclose(tiled, whole, atol=1e-5)
+    # Valid convolutions: the model's output size is input - receptive field + 1.
+    rf = model.receptive_field
+    out = model(torch.zeros(1, 1, rf + 12, rf + 5))
+    assert tuple(out.shape[-2:]) == (13, 6)
