@@ -114,6 +114,15 @@ def extract_picks(
     return CoordinateTable.from_arrays(name or prep.path.name, x0, y0, s, kind=PARTICLE, source=source)
 
 
+def preprocess_params_for(metadata: dict, pixel_size_a: float | None) -> PreprocessParams:
+    """Preprocessing that gives new micrographs the pixel size and normalisation the model
+    was trained on: the same downsampled pixel size when both are known, else the same factor."""
+    target = metadata.get("downsampled_pixel_size_a")
+    if target and pixel_size_a:
+        return PreprocessParams(target_pixel_size_a=target, normalization=metadata["normalization"], pixel_size_a=pixel_size_a)
+    return PreprocessParams(downsample=metadata["downsample"], normalization=metadata["normalization"], pixel_size_a=pixel_size_a)
+
+
 def pick_micrographs(
     saved: SavedModel,
     paths: Iterable[str | PathLike],
@@ -125,17 +134,20 @@ def pick_micrographs(
     cache=None,
 ) -> Iterator[tuple[Path, CoordinateTable | MicrographError]]:
     """Preprocess each micrograph as the model was trained, score it and extract picks,
-    one micrograph at a time (a bad one yields its error and the rest go on)."""
+    one micrograph at a time (a bad one yields its error and the rest go on).
+
+    ``radius_px`` (NMS) is in downsampled pixels; default: the particle radius of the model.
+    """
+    from picker_gui.core.mrc_io import read_header
+
     meta = saved.metadata
-    params = PreprocessParams(
-        downsample=meta["downsample"], normalization=meta["normalization"], pixel_size_a=pixel_size_a
-    )
     radius = radius_px if radius_px is not None else meta["nms_radius_px"]
     model = saved.model.to(device)
     for p in paths:
         path = Path(p)
         try:
-            prep = preprocess_file(path, params, cache)
+            header_px = pixel_size_a or read_header(path).pixel_size_a
+            prep = preprocess_file(path, preprocess_params_for(meta, header_px), cache)
         except MicrographError as exc:
             yield path, exc
             continue

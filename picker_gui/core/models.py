@@ -143,7 +143,8 @@ def load_model(path: str | PathLike, device: str | torch.device = "cpu") -> Save
         model = PickerNet(meta["architecture"], int(meta["width"]))
         model.load_state_dict(blob["state_dict"])
     except Exception as exc:  # any corruption is a user-facing problem with this file
-        raise PickerError(f"{path}: not a picker-gui model ({type(exc).__name__}: {exc})") from None
+        detail = (str(exc).strip().splitlines() or [""])[0][:160]
+        raise PickerError(f"{path}: not a picker-gui model ({type(exc).__name__}: {detail})") from None
     if int(meta.get("format_version", 0)) > MODEL_FORMAT_VERSION:
         raise PickerError(f"{path}: saved by a newer picker-gui (model format {meta['format_version']})")
     model.to(device).eval()

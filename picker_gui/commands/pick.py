@@ -1,0 +1,68 @@
+"""Pick particles on micrographs with a trained model.
+
+Each micrograph is preprocessed the way the model was trained (same pixel size after
+downsampling, same normalisation), scored, and non-maximum suppression with the particle
+radius gives every candidate ranked by score (a logit: 0 is even odds). By default every
+candidate is kept, so that a threshold can be chosen later; --threshold keeps only those
+at or above it. Coordinates are written in original-micrograph pixels.
+
+examples:
+  picker-gui pick model.pt demo_data/micrographs --out picks.star
+  picker-gui pick model.pt mics/ --out boxes/ --format box --box-size 200 --threshold 0
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from picker_gui.commands._common import positive_float, progress, report_failures
+from picker_gui.core.cache import PreprocessCache
+from picker_gui.core.coords import CoordinateTable
+from picker_gui.core.errors import MicrographError
+from picker_gui.core.formats import WRITE_FORMATS, write_coordinates
+from picker_gui.core.inference import pick_micrographs
+from picker_gui.core.models import load_model
+from picker_gui.core.mrc_io import find_micrographs
+from picker_gui.core.training import select_device
+
+logger = logging.getLogger(__name__)
+
+
+def add_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", type=Path, metavar="MODEL", help="a model saved by 'picker-gui train'")
+    parser.add_argument("micrographs", nargs="+", metavar="MICROGRAPHS", help="MRC files, folders or glob patterns")
+    parser.add_argument("--out", required=True, type=Path, metavar="FILE", help="output file (or folder for per-micrograph formats)")
+    parser.add_argument("--format", choices=WRITE_FORMATS, help="output format (default: from the extension)")
+    parser.add_argument("--threshold", type=float, default=-np.inf, metavar="T", help="keep picks scoring at least T (default: keep all)")
+    parser.add_argument("--radius-px", type=positive_float, metavar="R", help="NMS radius in downsampled px (default: the particle radius)")
+    parser.add_argument("--box-size", type=positive_float, metavar="PX", help="box size, for .box output")
+    parser.add_argument("--pixel-size", type=positive_float, metavar="A", help="pixel size in Å (overrides the headers)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+
+
+def main(args: argparse.Namespace) -> int:
+    saved = load_model(args.model)
+    device, warning = select_device(args.device)
+    if warning:
+        logger.warning("%s", warning)
+    paths = find_micrographs(args.micrographs)
+    tables, failures = [], []
+    for path, result in progress(
+        pick_micrographs(saved, paths, device=device, threshold=args.threshold, radius_px=args.radius_px,
+                         pixel_size_a=args.pixel_size, cache=PreprocessCache()),
+        total=len(paths),
+        desc="pick",
+    ):
+        if isinstance(result, MicrographError):
+            failures.append((str(path), str(result)))
+            continue
+        tables.append(result)
+        logger.debug("%s: %d picks", path.name, len(result))
+    picks = CoordinateTable.concat(tables)
+    write_coordinates(picks, args.out, args.format, box_size=args.box_size)
+    logger.info("wrote %d picks on %d micrograph(s) to %s (device %s)", len(picks), len(tables), args.out, device)
+    return report_failures(failures, len(paths), "micrographs")

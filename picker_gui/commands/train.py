@@ -1,0 +1,130 @@
+"""Train a picker from sparse particle labels (positive-unlabeled, as Topaz).
+
+Labels may be in any coordinate format picker-gui reads, in original-micrograph pixels;
+only micrographs with labels are used for training. The downsampling factor and the model
+size follow from the particle diameter, pi from the expected number of particles per
+micrograph (or give --pi), and training stops by itself when the validation average
+precision (on micrographs held out from the labels) stops improving, or at the time cap.
+The log says what was chosen and why.
+
+examples:
+  picker-gui train demo_data/micrographs --labels labels.star --diameter-a 150 \\
+      --expected-per-micrograph 180 --out model.pt
+  picker-gui train mics/*.mrc --labels picks.txt --negatives carbon.star --diameter-a 190 --out m.pt
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from picker_gui.commands._common import positive_float, positive_int, report_failures
+from picker_gui.core.cache import PreprocessCache
+from picker_gui.core.coords import CoordinateTable, micrograph_key
+from picker_gui.core.errors import MicrographError, UsageError
+from picker_gui.core.formats import READ_FORMATS, read_coordinates
+from picker_gui.core.models import ARCHITECTURES, save_model
+from picker_gui.core.mrc_io import find_micrographs
+from picker_gui.core.objectives import OBJECTIVES
+from picker_gui.core.preprocess import PreprocessParams, preprocess_file
+from picker_gui.core.training import LabeledMicrograph, TrainConfig, train
+
+logger = logging.getLogger(__name__)
+
+
+def add_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("micrographs", nargs="+", metavar="MICROGRAPHS", help="MRC files, folders or glob patterns")
+    parser.add_argument("--labels", required=True, type=Path, metavar="FILE", help="particle centres (any readable format)")
+    parser.add_argument("--labels-format", choices=READ_FORMATS, help="format of --labels and --negatives (default: from the extension)")
+    parser.add_argument("--negatives", type=Path, metavar="FILE", help="things that are not particles (ice, carbon edge)")
+    parser.add_argument("--diameter-a", required=True, type=positive_float, metavar="D", help="particle diameter in Å")
+    parser.add_argument("--pixel-size", type=positive_float, metavar="A", help="pixel size in Å (overrides the headers)")
+    prior = parser.add_mutually_exclusive_group()
+    prior.add_argument("--expected-per-micrograph", type=positive_float, metavar="N", help="expected particles per micrograph (sets pi)")
+    prior.add_argument("--pi", type=positive_float, metavar="P", help="fraction of positive pixels among the unlabelled")
+    parser.add_argument("--objective", choices=OBJECTIVES, default="ge-binomial", help="training objective (default: ge-binomial)")
+    parser.add_argument("--downsample", type=positive_float, metavar="F", help="downsampling factor (default: from the diameter)")
+    parser.add_argument("--model", choices=sorted(ARCHITECTURES), help="architecture (default: from the diameter)")
+    parser.add_argument("--radius", type=positive_float, default=3.0, metavar="PX", help="labels mark a disc of this radius, downsampled px (default 3)")
+    parser.add_argument("--epochs", type=positive_int, metavar="N", help="at most N epochs of 40 steps (default: until validation stops improving)")
+    parser.add_argument("--max-minutes", type=positive_float, default=110 / 60, metavar="M", help="time cap in minutes (default 1.8)")
+    parser.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", required=True, type=Path, metavar="MODEL", help="where to save the model (.pt)")
+
+
+def _read_labels(path: Path, fmt: str | None) -> CoordinateTable:
+    if not path.exists():
+        raise UsageError(f"{path}: no such file or folder")
+    return read_coordinates(path, fmt)
+
+
+def main(args: argparse.Namespace) -> int:
+    positives = _read_labels(args.labels, args.labels_format)
+    negatives = _read_labels(args.negatives, args.labels_format) if args.negatives else CoordinateTable.empty()
+    labelled = set(positives.keys) | set(negatives.keys)
+    paths = [p for p in find_micrographs(args.micrographs) if micrograph_key(p) in labelled]
+    if not paths:
+        raise UsageError(f"{args.labels}: no label names one of the given micrographs (names match by basename)")
+    missing = labelled - {micrograph_key(p) for p in paths}
+    if missing:
+        logger.warning("%d labelled micrograph(s) not among MICROGRAPHS, ignored: %s", len(missing), ", ".join(sorted(missing)[:5]))
+    params = PreprocessParams(downsample=args.downsample, diameter_a=args.diameter_a, pixel_size_a=args.pixel_size)
+    cache = PreprocessCache()
+    items, failures = [], []
+    for path in paths:
+        try:
+            prep = preprocess_file(path, params, cache)
+        except (MicrographError, ValueError) as exc:
+            failures.append((str(path), str(exc)))
+            continue
+        key = micrograph_key(path)
+        items.append(LabeledMicrograph(prep, positives.for_micrograph(key), negatives.for_micrograph(key).with_kind("negative")))
+    if not items:
+        report_failures(failures, len(paths), "micrographs")
+        raise UsageError("no labelled micrograph could be read")
+    first = items[0].prep
+    if first.pixel_size_a is None:
+        raise UsageError(f"{first.path}: no pixel size in the header; give --pixel-size")
+    factor, reason = params.factor_for(first.pixel_size_a / first.scale[1])
+    logger.info("%s", reason)
+    diameter_px = args.diameter_a / first.pixel_size_a
+    config = TrainConfig(
+        particle_diameter_px=diameter_px,
+        objective=args.objective,
+        pi=args.pi,
+        expected_per_micrograph=args.expected_per_micrograph,
+        radius_px=args.radius,
+        architecture=args.model,
+        max_steps=args.epochs * TrainConfig.eval_every if args.epochs else TrainConfig.max_steps,
+        max_seconds=args.max_minutes * 60,
+        seed=args.seed,
+        device=args.device,
+    )
+    metadata = {
+        "downsample": factor,
+        "downsampled_pixel_size_a": first.pixel_size_a,
+        "normalization": params.normalization,
+        "particle_diameter_a": args.diameter_a,
+        "original_pixel_size_a": first.pixel_size_a / first.scale[1],
+    }
+    gen = train(items, config, metadata=metadata)
+    try:
+        while True:
+            report = next(gen)
+            if report.val_ap is not None:
+                logger.info(
+                    "step %5d  %5.0f s  loss %.4f%s  validation AP %.3f (best %.3f)",
+                    report.step,
+                    report.elapsed_s,
+                    report.loss,
+                    f"  GE {report.ge_penalty:.4f}" if report.ge_penalty is not None else "",
+                    report.val_ap,
+                    report.best_val_ap,
+                )
+    except StopIteration as end:
+        result = end.value
+    save_model(args.out, result.model, result.metadata)
+    logger.info("saved the model to %s", args.out)
+    return report_failures(failures, len(paths), "micrographs")
