@@ -283,6 +283,7 @@ def train(
     config: TrainConfig,
     stop: threading.Event | Callable[[], bool] | None = None,
     metadata: dict[str, Any] | None = None,
+    on_validation: Callable[[TrainReport, PickerNet], None] | None = None,
 ) -> Generator[TrainReport, None, TrainResult]:
     """Train a picker; yields a report per step and returns the best model.
 
@@ -295,6 +296,10 @@ def train(
         Checked between steps; when set (or returning True) training ends cleanly.
     metadata
         Extra entries for the saved model (preprocessing parameters, pixel size, ...).
+    on_validation
+        Called with the report and the model (in eval mode, on its device) after every
+        validation; benchmarks use it to follow accuracy against time. Must not keep or
+        modify the model.
     """
     if not any(len(it.positives) for it in items):
         raise ValueError("no positive labels: label some particles first")
@@ -342,6 +347,7 @@ def train(
     stopped_by = "max_steps"
     message: str | None = "; ".join(m for m in (warning, start_msg) if m)
     step = done = 0
+    excluded = 0.0
     try:
         for step in range(1, config.max_steps + 1):
             if should_stop():
@@ -357,7 +363,7 @@ def train(
             done = step
 
             val_ap = None
-            elapsed = time.perf_counter() - t0
+            elapsed = time.perf_counter() - t0 - excluded
             out_of_time = elapsed >= config.max_seconds
             if step % config.eval_every == 0 or out_of_time or step == config.max_steps:
                 val_ap = _validation_ap(model, val_items, device, config)
@@ -373,12 +379,17 @@ def train(
                 ge_penalty=parts.get("ge_penalty"),
                 val_ap=val_ap,
                 best_val_ap=best_ap,
-                elapsed_s=time.perf_counter() - t0,
+                elapsed_s=time.perf_counter() - t0 - excluded,
                 device=str(device),
                 message=message,
             )
             message = None
             history.append(report)
+            if val_ap is not None and on_validation is not None:
+                model.eval()
+                t_cb = time.perf_counter()
+                on_validation(report, model)
+                excluded += time.perf_counter() - t_cb  # the caller's time is not training time
             yield report
             if since_best >= config.patience:
                 stopped_by = "converged"
