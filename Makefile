@@ -18,13 +18,18 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-## run: make the built-in demo dataset (once) and run the headless pipeline on it
+## run: make the built-in demo dataset (once) and run the headless pipeline on it:
+## preprocess, convert, train on its sparse labels, pick, evaluate against the truth
 run: $(STAMP)
 	@test -f $(DEMO)/dataset.json || $(BIN)/picker-gui demo $(DEMO) --n-micrographs 8
 	$(BIN)/picker-gui preprocess $(DEMO)/micrographs --out $(DEMO)/preprocessed --diameter-a 150
 	$(BIN)/picker-gui convert $(DEMO)/particles.star $(DEMO)/export/relion --to relion
 	$(BIN)/picker-gui convert $(DEMO)/particles.star $(DEMO)/export/box --to box --box-size 96
 	$(BIN)/picker-gui convert $(DEMO)/particles.star $(DEMO)/export/particles_topaz.txt --scale 0.25
+	$(BIN)/picker-gui train $(DEMO)/micrographs --labels $(DEMO)/labels.star --diameter-a 150 \
+		--expected-per-micrograph 180 --out $(DEMO)/model.pt
+	$(BIN)/picker-gui pick $(DEMO)/model.pt $(DEMO)/micrographs --out $(DEMO)/picks.star
+	$(BIN)/picker-gui evaluate $(DEMO)/picks.star $(DEMO)/particles.star --radius-px 37
 	@echo "Demo pipeline done: see $(DEMO)/"
 
 ## test: the whole test suite, headless (no display, no GPU needed)

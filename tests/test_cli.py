@@ -112,6 +112,10 @@ def test_demo_writes_a_small_dataset(tmp_path):
         assert mrc.data.shape == (192, 256)
     truth = starfile.read(out / "particles.star")
     assert len(truth) > 0
+    labels = starfile.read(out / "labels.star")
+    # Sparse labels on the first micrograph only (the last quarter is left for testing).
+    assert set(labels["rlnMicrographName"]) == {mics[0].name}
+    assert len(labels) == min(25, int((truth["rlnMicrographName"] == mics[0].name).sum()))
     assert main(["demo", str(out)]) == 2  # refuses to overwrite
 
 

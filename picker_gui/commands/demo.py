@@ -4,7 +4,9 @@ Micrographs are projections of one asymmetric 3D density in random orientations,
 a CTF with varying defocus and at a realistic signal-to-noise ratio, with things a picker
 must not pick (small dense blobs, ice contamination, carbon edges, thickness gradients).
 OUTDIR gets micrographs/*.mrc, particles.star (true centres), junk.star (the things not
-to pick), dataset.json and README.txt. The same seed gives the same dataset.
+to pick), labels.star (a sparse subset of the true centres, as a user would click them:
+--labels-per-micrograph on all but the last quarter of the micrographs, which are left
+for testing), dataset.json and README.txt. The same seed gives the same dataset.
 
 example:
   picker-gui demo demo_data --n-micrographs 12 --seed 1
@@ -17,7 +19,11 @@ import dataclasses
 import logging
 from pathlib import Path
 
+import numpy as np
+
 from picker_gui.commands._common import positive_int
+from picker_gui.core.coords import CoordinateTable
+from picker_gui.core.formats import write_coordinates
 from picker_gui.core.errors import UsageError
 from picker_gui.core.synthetic import SyntheticConfig, write_demo_dataset
 
@@ -38,6 +44,7 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("outdir", type=Path, metavar="OUTDIR", help="folder to write (created; must be empty if it exists)")
     parser.add_argument("--n-micrographs", type=positive_int, default=8, metavar="N", help="number of micrographs (default 8)")
     parser.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (default 0)")
+    parser.add_argument("--labels-per-micrograph", type=positive_int, default=25, metavar="K", help="sparse labels per training micrograph (default 25)")
     parser.add_argument("--size", type=_size, default=(2048, 1536), metavar="WxH", help="micrograph size in pixels (default 2048x1536)")
 
 
@@ -56,6 +63,8 @@ def main(args: argparse.Namespace) -> int:
             config=config,
             progress=lambda done, total: bar.update(done - bar.n),
         )
+    labels = _sparse_labels(dataset.particles, args.labels_per_micrograph, args.seed)
+    write_coordinates(labels, args.outdir / "labels.star", "star-particles")
     logger.info(
         "wrote %d micrographs (%dx%d px, %.3g Å/px, particle %.0f Å) with %d particles to %s",
         args.n_micrographs,
@@ -66,4 +75,17 @@ def main(args: argparse.Namespace) -> int:
         len(dataset.particles),
         args.outdir,
     )
+    logger.info("labels.star: %d sparse labels on %d micrograph(s)", len(labels), len(labels.micrographs()))
     return 0
+
+
+def _sparse_labels(truth: CoordinateTable, per_micrograph: int, seed: int) -> CoordinateTable:
+    """``per_micrograph`` random true centres on each of the first three quarters of the micrographs."""
+    rng = np.random.default_rng(seed)
+    keys = truth.micrographs()
+    train = keys[: max(1, (3 * len(keys)) // 4)]
+    parts = []
+    for key in train:
+        t = truth.for_micrograph(key)
+        parts.append(t[rng.choice(len(t), min(per_micrograph, len(t)), replace=False)].replace(source="manual"))
+    return CoordinateTable.concat(parts)
