@@ -229,3 +229,27 @@ def remember_project(folder: str | PathLike, limit: int = 10) -> None:
     path = config_dir() / "recent.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, json.dumps([folder] + items[: limit - 1], indent=1))
+
+
+def project_for_micrographs(micrograph_folder: str | PathLike, **settings: Any) -> Project:
+    """Open the project of a micrograph folder, making one on first use.
+
+    It lives in ``<folder>/picker-gui`` when that can be written, else in the user's data
+    folder (read-only or shared data stays untouched).
+    """
+    import hashlib
+
+    from picker_gui.core.demo_data import data_dir
+
+    folder = Path(micrograph_folder).resolve()
+    beside = folder / "picker-gui"
+    elsewhere = data_dir() / "projects" / f"{folder.name}-{hashlib.sha1(str(folder).encode()).hexdigest()[:8]}"
+    for candidate in (beside, elsewhere):
+        if (candidate / PROJECT_FILE).exists():
+            return Project.open(candidate)
+    for candidate in (beside, elsewhere):
+        try:
+            return Project.create(candidate, folder, **settings)
+        except OSError as exc:
+            logger.info("cannot make a project in %s (%s)", candidate, exc)
+    raise PickerError(f"{folder}: cannot make a project beside it or in {elsewhere.parent}")

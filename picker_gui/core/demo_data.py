@@ -1,0 +1,50 @@
+"""The built-in demo dataset, made once in the user's data folder."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable
+
+DEMO_MICROGRAPHS = 8
+DEMO_SEED = 0
+
+
+def data_dir() -> Path:
+    """``$PICKER_GUI_DATA``, else ``$XDG_DATA_HOME/picker-gui``, else ``~/.local/share/picker-gui``."""
+    env = os.environ.get("PICKER_GUI_DATA")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(base) / "picker-gui"
+
+
+def demo_folder() -> Path:
+    return data_dir() / "demo"
+
+
+def demo_ready(folder: Path | None = None) -> bool:
+    return ((folder or demo_folder()) / "dataset.json").exists()
+
+
+def ensure_demo_dataset(progress: Callable[[int, int], None] | None = None, folder: Path | None = None) -> Path:
+    """Make the demo dataset if it is not there yet; return its folder.
+
+    It is written to a temporary sibling and renamed when complete, so an interrupted first
+    start never leaves half a dataset that looks finished.
+    """
+    import shutil
+
+    from picker_gui.core.synthetic import write_demo_dataset
+
+    folder = folder or demo_folder()
+    if demo_ready(folder):
+        return folder
+    tmp = folder.with_name(folder.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.parent.mkdir(parents=True, exist_ok=True)
+    write_demo_dataset(tmp, n_micrographs=DEMO_MICROGRAPHS, seed=DEMO_SEED, progress=progress)
+    if folder.exists():
+        shutil.rmtree(folder)
+    tmp.replace(folder)
+    return folder

@@ -1,0 +1,161 @@
+"""The micrograph view: the display image and the label overlays, in original pixels.
+
+The image item is a binned, low-passed copy placed with a scale transform, so scene
+coordinates are always original-micrograph pixels (x = column, y = row, y down) and label
+positions never need converting. Rings are one ScatterPlotItem per kind with
+``pxMode=False`` (their size is the particle diameter in micrograph pixels, so they scale
+with zoom); ``setData`` replaces the whole set, which pyqtgraph's own benchmark shows is
+the fast path (per-point items are far slower).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PyQt6.QtCore import QPointF, Qt, pyqtSignal
+from PyQt6.QtGui import QTransform
+
+from picker_gui.core.preprocess import DisplayImage
+from picker_gui.gui.theme import BACKGROUND, NEGATIVE_COLOR, PICK_COLOR, POSITIVE_COLOR
+
+pg.setConfigOptions(imageAxisOrder="row-major", antialias=True)
+
+
+class LabelViewBox(pg.ViewBox):
+    """A ViewBox whose left clicks and label drags become signals; other drags pan."""
+
+    clicked = pyqtSignal(float, float, object, object)  # x, y, button, modifiers
+    drag_started = pyqtSignal(float, float)
+    drag_moved = pyqtSignal(float, float)
+    drag_finished = pyqtSignal(float, float)
+
+    def __init__(self) -> None:
+        super().__init__(lockAspect=True, invertY=True, enableMenu=False)
+        #: Set by the canvas: returns True when (x, y) is on a label that can be dragged.
+        self.grabbable = lambda x, y: False
+        self._dragging = False
+
+    def mouseClickEvent(self, ev) -> None:  # noqa: N802 - Qt naming
+        if ev.button() in (Qt.MouseButton.LeftButton, Qt.MouseButton.RightButton):
+            p = self.mapSceneToView(ev.scenePos())
+            self.clicked.emit(p.x(), p.y(), ev.button(), ev.modifiers())
+            ev.accept()
+        else:
+            super().mouseClickEvent(ev)
+
+    def mouseDragEvent(self, ev, axis=None) -> None:  # noqa: N802
+        if ev.button() == Qt.MouseButton.LeftButton:
+            if ev.isStart():
+                start = self.mapSceneToView(ev.buttonDownScenePos())
+                self._dragging = bool(self.grabbable(start.x(), start.y()))
+                if self._dragging:
+                    self.drag_started.emit(start.x(), start.y())
+            if self._dragging:
+                p = self.mapSceneToView(ev.scenePos())
+                if ev.isFinish():
+                    self._dragging = False
+                    self.drag_finished.emit(p.x(), p.y())
+                else:
+                    self.drag_moved.emit(p.x(), p.y())
+                ev.accept()
+                return
+        super().mouseDragEvent(ev, axis)
+
+
+class MicrographCanvas(pg.GraphicsView):
+    """Shows one micrograph with positive, negative and picked overlays."""
+
+    cursor_moved = pyqtSignal(float, float)  # original pixels
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent, background=BACKGROUND)
+        self.view = LabelViewBox()
+        self.setCentralItem(self.view)
+        self.image_item = pg.ImageItem()
+        self.view.addItem(self.image_item)
+        self.diameter_px = 64.0
+        self._pens = {
+            "positive": pg.mkPen(POSITIVE_COLOR, width=2),
+            "negative": pg.mkPen(NEGATIVE_COLOR, width=2),
+            "pick": pg.mkPen(PICK_COLOR, width=1.5),
+        }
+        no_brush = pg.mkBrush(None)
+        self.positive_item = pg.ScatterPlotItem(pxMode=False, symbol="o", pen=self._pens["positive"], brush=no_brush)
+        self.negative_item = pg.ScatterPlotItem(pxMode=False, symbol="x", pen=self._pens["negative"], brush=pg.mkBrush(NEGATIVE_COLOR))
+        self.pick_item = pg.ScatterPlotItem(pxMode=False, symbol="o", pen=self._pens["pick"], brush=no_brush)
+        for item, z in ((self.pick_item, 5), (self.positive_item, 10), (self.negative_item, 11)):
+            item.setZValue(z)
+            self.view.addItem(item)
+        self._shape: tuple[int, int] | None = None
+        self._invert = False
+        self.scene().sigMouseMoved.connect(self._on_mouse_moved)
+        self.setToolTip(
+            "Click: add a particle (or a negative in negative mode) · click a ring: remove it · "
+            "right-click: remove · drag a ring: move it · drag elsewhere: pan · wheel: zoom"
+        )
+
+    # -- image -------------------------------------------------------------------------
+    def set_image(self, display: DisplayImage, original_shape: tuple[int, int], keep_view: bool = False) -> None:
+        """Show a display image; the view fits the whole micrograph unless ``keep_view``."""
+        self.image_item.setImage(display.image, levels=display.levels, autoLevels=False)
+        self.image_item.setTransform(QTransform.fromScale(display.scale[1], display.scale[0]))
+        self._apply_lut()
+        first = self._shape is None or tuple(original_shape) != self._shape
+        self._shape = tuple(original_shape)
+        if first or not keep_view:
+            self.fit()
+
+    def clear_image(self) -> None:
+        self.image_item.clear()
+
+    def set_levels(self, levels: tuple[float, float]) -> None:
+        self.image_item.setLevels(levels)
+
+    def set_invert(self, invert: bool) -> None:
+        self._invert = invert
+        self._apply_lut()
+
+    def _apply_lut(self) -> None:
+        ramp = np.arange(256, dtype=np.uint8)
+        lut = np.stack([ramp[::-1] if self._invert else ramp] * 3, axis=1)
+        self.image_item.setLookupTable(lut)
+
+    def fit(self) -> None:
+        if self._shape is not None:
+            h, w = self._shape
+            self.view.setRange(xRange=(0, w), yRange=(0, h), padding=0.02)
+
+    def zoom(self, factor: float) -> None:
+        self.view.scaleBy((1 / factor, 1 / factor))
+
+    def view_rect(self) -> list[float]:
+        (x0, x1), (y0, y1) = self.view.viewRange()
+        return [x0, y0, x1 - x0, y1 - y0]
+
+    def set_view_rect(self, rect: list[float]) -> None:
+        x, y, w, h = rect
+        self.view.setRange(xRange=(x, x + w), yRange=(y, y + h), padding=0)
+
+    # -- overlays ----------------------------------------------------------------------
+    def set_diameter(self, diameter_px: float) -> None:
+        self.diameter_px = float(diameter_px)
+
+    def set_labels(self, positives: np.ndarray, negatives: np.ndarray) -> None:
+        d = self.diameter_px
+        self.positive_item.setData(x=positives[:, 0], y=positives[:, 1], size=d)
+        self.negative_item.setData(x=negatives[:, 0], y=negatives[:, 1], size=d * 0.4)
+
+    def set_picks(self, xy: np.ndarray) -> None:
+        self.pick_item.setData(x=xy[:, 0], y=xy[:, 1], size=self.diameter_px)
+
+    def set_overlay_visible(self, which: str, visible: bool) -> None:
+        {"positive": self.positive_item, "negative": self.negative_item, "pick": self.pick_item}[which].setVisible(visible)
+
+    # -- mapping (for tests and tooltips) ----------------------------------------------
+    def map_to_widget(self, x: float, y: float):
+        """Viewport position of original-micrograph pixel (x, y)."""
+        return self.mapFromScene(self.view.mapViewToScene(QPointF(x, y)))
+
+    def _on_mouse_moved(self, scene_pos) -> None:
+        p = self.view.mapSceneToView(scene_pos)
+        self.cursor_moved.emit(p.x(), p.y())

@@ -1,0 +1,555 @@
+"""The main window: micrograph list | viewer | controls, labelling with undo, autosave.
+
+Nothing a user does is lost: every label edit goes through the undo stack into the
+LabelStore, whose change notification starts a short timer that writes the project's
+labels.star atomically (at most half a second after the first unsaved edit, however fast
+the clicks come). Settings, the current micrograph and the view are saved the same way,
+and everything is flushed when the window closes.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+from PyQt6.QtCore import QSize, Qt, QTimer
+from PyQt6.QtGui import QAction, QIcon, QKeySequence, QUndoStack
+from PyQt6.QtWidgets import (
+    QCheckBox,
+    QDialog,
+    QDialogButtonBox,
+    QDockWidget,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QTextBrowser,
+    QVBoxLayout,
+)
+
+from picker_gui.core.coords import NEGATIVE, PARTICLE, CoordinateTable, micrograph_key
+from picker_gui.core.errors import MicrographError, PickerError
+from picker_gui.core.formats import read_coordinates, write_coordinates
+from picker_gui.core.labels import LabelStore
+from picker_gui.core.mrc_io import find_micrographs, read_header
+from picker_gui.core.project import Project, remember_project
+from picker_gui.gui.canvas import MicrographCanvas
+from picker_gui.gui.controls import DisplayControls
+from picker_gui.gui.micrograph_list import MicrographEntry, MicrographList
+from picker_gui.gui.undo import AddLabel, MoveLabel, RemoveLabel, ReplaceLabels
+from picker_gui.gui.workers import DisplayLoader, DisplayRequest, LoadedMicrograph
+
+logger = logging.getLogger(__name__)
+
+RESOURCES = Path(__file__).resolve().parents[2] / "resources"
+#: At most this long between the first unsaved edit and its write to disk.
+AUTOSAVE_MS = 500
+SETTINGS_SAVE_MS = 1000
+
+SHORTCUTS = [
+    ("Click", "add a particle (or a negative, in negative mode)"),
+    ("Click on a ring", "remove it"),
+    ("Right-click, Shift+click, Delete", "remove the label under the cursor"),
+    ("Drag a ring", "move it"),
+    ("Drag elsewhere / wheel", "pan / zoom"),
+    ("→  PgDown", "next micrograph"),
+    ("←  PgUp", "previous micrograph"),
+    ("N", "toggle negative mode (mark ice, carbon edges, junk)"),
+    ("S", "mark the micrograph as skipped (bad ice, empty)"),
+    ("F", "fit the micrograph to the window"),
+    ("+  /  −", "zoom in / out"),
+    ("Ctrl+Z  /  Ctrl+Shift+Z", "undo / redo"),
+    ("Ctrl+I  /  Ctrl+E", "import / export labels"),
+    ("Ctrl+O", "open a folder of micrographs or a project"),
+    ("F1", "this list"),
+]
+
+
+def icon(name: str) -> QIcon:
+    path = RESOURCES / "icons" / f"{name}.svg"
+    return QIcon(str(path)) if path.exists() else QIcon()
+
+
+class ImportDialog(QDialog):
+    """Options for importing coordinates as labels."""
+
+    def __init__(self, path: Path, parent=None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle(f"Import {path.name}")
+        form = QFormLayout(self)
+        self.flip = QCheckBox("Flip y (y measured from the other edge)")
+        self.scale = QDoubleSpinBox(decimals=4, minimum=0.0001, maximum=1000, value=1.0)
+        self.scale.setToolTip("Multiply coordinates, e.g. 4 for picks made on 4x-binned micrographs")
+        self.negative = QCheckBox("Import as negatives (not particles)")
+        form.addRow(self.flip)
+        form.addRow("Scale", self.scale)
+        form.addRow(self.negative)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        form.addRow(buttons)
+
+
+class MainWindow(QMainWindow):
+    def __init__(self, project: Project, warning: str | None = None) -> None:
+        super().__init__()
+        self.setWindowTitle("picker-gui")
+        self.setWindowIcon(icon("app"))
+        self.resize(1500, 950)
+        self.project = project
+        self.store = LabelStore.from_table(project.labels)
+        self.undo_stack = QUndoStack(self)
+        self.loader = DisplayLoader(parent=self)
+        self.current: str | None = None
+        self.paths: dict[str, Path] = {}
+        self.shapes: dict[str, tuple[int, int]] = {}
+        self.pixel_sizes: dict[str, float | None] = {}
+        self._drag: tuple[str, int, tuple[float, float]] | None = None
+        self._cursor = (0.0, 0.0)
+
+        self.canvas = MicrographCanvas()
+        self.setCentralWidget(self.canvas)
+        self.mic_list = MicrographList()
+        self.controls = DisplayControls()
+        for title, widget, area in (
+            ("Micrographs", self.mic_list, Qt.DockWidgetArea.LeftDockWidgetArea),
+            ("Display and labelling", self.controls, Qt.DockWidgetArea.RightDockWidgetArea),
+        ):
+            dock = QDockWidget(title, self)
+            dock.setObjectName(title)
+            dock.setWidget(widget)
+            dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable | QDockWidget.DockWidgetFeature.DockWidgetFloatable)
+            self.addDockWidget(area, dock)
+        self.resizeDocks([self.findChild(QDockWidget, "Micrographs")], [320], Qt.Orientation.Horizontal)
+
+        self.position_label = QLabel()
+        self.counts_label = QLabel()
+        self.statusBar().addWidget(self.position_label)
+        self.statusBar().addPermanentWidget(self.counts_label)
+
+        self._autosave = QTimer(self, singleShot=True, interval=AUTOSAVE_MS)
+        self._autosave.timeout.connect(self.save_labels)
+        self._settings_save = QTimer(self, singleShot=True, interval=SETTINGS_SAVE_MS)
+        self._settings_save.timeout.connect(self.save_settings)
+
+        self._make_actions()
+        self._connect()
+        self.store.subscribe(self._on_labels_changed)
+        self._load_project_view()
+        if warning:
+            QTimer.singleShot(0, lambda: QMessageBox.warning(self, "picker-gui", warning))
+
+    # -- set-up --------------------------------------------------------------------------
+    def _action(self, text, slot, shortcuts=(), icon_name=None, tip=None) -> QAction:
+        act = QAction(text, self)
+        if icon_name:
+            act.setIcon(icon(icon_name))
+        if shortcuts:
+            act.setShortcuts([QKeySequence(s) for s in shortcuts])
+            act.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
+        if tip:
+            act.setToolTip(tip)
+            act.setStatusTip(tip)
+        act.triggered.connect(slot)
+        self.addAction(act)
+        return act
+
+    def _make_actions(self) -> None:
+        a = self._action
+        self.act_open = a("&Open folder or project…", self.open_dialog, ["Ctrl+O"], "open", "Open a folder of micrographs or a picker-gui project")
+        self.act_import = a("&Import labels…", self.import_labels, ["Ctrl+I"], "import", "Import coordinates (STAR, BOX, Topaz, CSV, CBOX, .cs) as labels")
+        self.act_export = a("&Export labels…", self.export_labels, ["Ctrl+E"], "export", "Export labels as RELION STAR, EMAN .box, Topaz text or CSV")
+        self.act_quit = a("&Quit", self.close, ["Ctrl+Q"])
+        self.act_undo = self.undo_stack.createUndoAction(self, "&Undo")
+        self.act_undo.setShortcuts([QKeySequence("Ctrl+Z")])
+        self.act_undo.setIcon(icon("undo"))
+        self.act_redo = self.undo_stack.createRedoAction(self, "&Redo")
+        self.act_redo.setShortcuts([QKeySequence("Ctrl+Shift+Z"), QKeySequence("Ctrl+Y")])
+        self.act_redo.setIcon(icon("redo"))
+        self.addActions([self.act_undo, self.act_redo])
+        self.act_delete = a("&Delete label under cursor", self.delete_under_cursor, ["Delete", "Backspace"])
+        self.act_negative = a("&Negative mode", self.toggle_negative_mode, ["N"], "negative", "Clicks mark things that are not particles")
+        self.act_negative.setCheckable(True)
+        self.act_next = a("&Next micrograph", lambda: self.step(1), ["Right", "PgDown"], "next")
+        self.act_prev = a("&Previous micrograph", lambda: self.step(-1), ["Left", "PgUp"], "previous")
+        self.act_skip = a("&Skip micrograph", self.toggle_skip, ["S"], "skip", "Mark this micrograph as bad (ice, empty): it is left out of training")
+        self.act_fit = a("&Fit to window", self.canvas.fit, ["F"], "fit")
+        self.act_zoom_in = a("Zoom &in", lambda: self.canvas.zoom(1.25), ["+", "="])
+        self.act_zoom_out = a("Zoom &out", lambda: self.canvas.zoom(0.8), ["-"])
+        self.act_shortcuts = a("&Keyboard shortcuts", self.show_shortcuts, ["F1"])
+        self.act_about = a("&About", self.show_about)
+
+        bar = self.menuBar()
+        m = bar.addMenu("&File")
+        m.addActions([self.act_open, self.act_import, self.act_export])
+        m.addSeparator()
+        m.addAction(self.act_quit)
+        m = bar.addMenu("&Edit")
+        m.addActions([self.act_undo, self.act_redo, self.act_delete])
+        m.addSeparator()
+        m.addAction(self.act_negative)
+        m = bar.addMenu("&View")
+        m.addActions([self.act_next, self.act_prev, self.act_skip])
+        m.addSeparator()
+        m.addActions([self.act_fit, self.act_zoom_in, self.act_zoom_out])
+        m = bar.addMenu("&Help")
+        m.addActions([self.act_shortcuts, self.act_about])
+
+        tools = self.addToolBar("Main")
+        tools.setObjectName("main toolbar")
+        tools.setIconSize(QSize(20, 20))
+        tools.addActions([self.act_open, self.act_import, self.act_export])
+        tools.addSeparator()
+        tools.addActions([self.act_prev, self.act_next, self.act_skip, self.act_fit])
+        tools.addSeparator()
+        tools.addActions([self.act_undo, self.act_redo, self.act_negative])
+
+    def _connect(self) -> None:
+        v = self.canvas.view
+        v.clicked.connect(self._on_canvas_clicked)
+        v.grabbable = lambda x, y: self._hit(x, y) is not None
+        v.drag_started.connect(self._on_drag_started)
+        v.drag_moved.connect(self._on_drag_moved)
+        v.drag_finished.connect(self._on_drag_finished)
+        self.canvas.cursor_moved.connect(self._on_cursor_moved)
+        self.mic_list.current_changed.connect(self.show_micrograph)
+        self.mic_list.model.skip_toggled.connect(self._on_skip_toggled)
+        self.loader.loaded.connect(self._on_loaded)
+        self.loader.failed.connect(self._on_load_failed)
+        c = self.controls
+        c.lowpass_changed.connect(self._on_display_setting_changed)
+        c.contrast_changed.connect(self._on_display_setting_changed)
+        c.invert_changed.connect(self._on_invert_changed)
+        c.diameter_changed.connect(self._on_diameter_changed)
+        c.overlay_toggled.connect(self.canvas.set_overlay_visible)
+        c.mode_changed.connect(lambda kind: self.act_negative.setChecked(kind == NEGATIVE))
+
+    # -- project -------------------------------------------------------------------------
+    def _load_project_view(self) -> None:
+        s = self.project.settings
+        self.controls.set_values(s.lowpass_a, s.contrast_percentiles[0], s.invert, s.diameter_a)
+        self.canvas.set_invert(s.invert)
+        folder = Path(s.micrograph_folder)
+        try:
+            paths = find_micrographs([folder])
+        except MicrographError as exc:
+            paths = []
+            QTimer.singleShot(0, lambda: QMessageBox.warning(self, "picker-gui", str(exc)))
+        self.paths = {micrograph_key(p): p for p in paths}
+        skipped = set(s.skipped)
+        entries = [
+            MicrographEntry(p, self.store.count(p.name), self.store.count(p.name, NEGATIVE), skipped=micrograph_key(p) in skipped)
+            for p in paths
+        ]
+        self.mic_list.model.set_entries(entries)
+        self.setWindowTitle(f"picker-gui — {self.project.folder.name} ({len(paths)} micrographs in {folder})")
+        remember_project(self.project.folder)
+        start = s.current_micrograph if s.current_micrograph in self.paths else (next(iter(self.paths), None))
+        if start:
+            self._restore_view = s.view if start == s.current_micrograph else None
+            self.mic_list.select(start)
+        self._update_counts()
+
+    def _request(self, key: str) -> DisplayRequest:
+        s = self.project.settings
+        return DisplayRequest(self.paths[key], s.pixel_size_a, s.lowpass_a, tuple(s.contrast_percentiles))
+
+    def show_micrograph(self, key: str) -> None:
+        if key not in self.paths:
+            return
+        self.current = key
+        self.project.settings.current_micrograph = key
+        self._schedule_settings_save()
+        self._refresh_overlays()
+        hit = self.loader.request(self._request(key))
+        if hit is not None:
+            self._show_loaded(hit)
+        else:
+            self.canvas.clear_image()
+            self.statusBar().showMessage(f"Loading {self.paths[key].name}…")
+        for neighbour in self.mic_list.neighbours(key):
+            self.loader.request(self._request(neighbour), prefetch=True)
+        self._update_counts()
+
+    def _show_loaded(self, result: LoadedMicrograph) -> None:
+        key = micrograph_key(result.request.path)
+        self.shapes[key] = result.shape
+        self.pixel_sizes[key] = result.pixel_size_a
+        restore = getattr(self, "_restore_view", None)
+        self.canvas.set_image(result.display, result.shape, keep_view=False)
+        if restore:
+            self.canvas.set_view_rect(restore)
+            self._restore_view = None
+        self._apply_diameter()
+        self.controls.pixel_label.setText(f"{result.pixel_size_a:.4g} Å" if result.pixel_size_a else "unknown: set it in the project")
+        self.statusBar().clearMessage()
+        if result.notes:
+            self.statusBar().showMessage("; ".join(result.notes), 8000)
+
+    def _on_loaded(self, result: LoadedMicrograph) -> None:
+        if self.current and result.request.key == self._request(self.current).key:
+            self._show_loaded(result)
+
+    def _on_load_failed(self, request: DisplayRequest, message: str) -> None:
+        key = micrograph_key(request.path)
+        self.mic_list.model.update(key, error=message)
+        if key == self.current:
+            self.canvas.clear_image()
+            self.statusBar().showMessage(message)
+
+    def step(self, delta: int) -> None:
+        self.mic_list.step(delta)
+
+    # -- labelling ---------------------------------------------------------------------
+    def _diameter_px(self) -> float:
+        px = self.project.settings.pixel_size_a or (self.pixel_sizes.get(self.current) if self.current else None)
+        return self.project.settings.diameter_a / px if px else 64.0
+
+    def _apply_diameter(self) -> None:
+        self.canvas.set_diameter(self._diameter_px())
+        self._refresh_overlays()
+
+    def _hit(self, x: float, y: float):
+        if self.current is None:
+            return None
+        return self.store.hit(self.current, x, y, radius=self._diameter_px() / 2)
+
+    def _on_canvas_clicked(self, x: float, y: float, button, modifiers) -> None:
+        if self.current is None or self.current not in self.shapes:
+            return
+        h, w = self.shapes[self.current]
+        hit = self._hit(x, y)
+        remove = button == Qt.MouseButton.RightButton or bool(modifiers & Qt.KeyboardModifier.ShiftModifier)
+        if hit is not None and (remove or button == Qt.MouseButton.LeftButton):
+            self.undo_stack.push(RemoveLabel(self.store, self.paths[self.current].name, hit.kind, hit.index))
+        elif not remove and button == Qt.MouseButton.LeftButton and 0 <= x < w and 0 <= y < h:
+            self.undo_stack.push(AddLabel(self.store, self.paths[self.current].name, x, y, self.controls.mode))
+
+    def delete_under_cursor(self) -> None:
+        hit = self._hit(*self._cursor)
+        if hit is not None:
+            self.undo_stack.push(RemoveLabel(self.store, self.paths[self.current].name, hit.kind, hit.index))
+
+    def _on_drag_started(self, x: float, y: float) -> None:
+        hit = self._hit(x, y)
+        if hit is not None:
+            xy = self.store.points(self.current, hit.kind)[hit.index]
+            self._drag = (hit.kind, hit.index, (float(xy[0]), float(xy[1])))
+
+    def _on_drag_moved(self, x: float, y: float) -> None:
+        if self._drag:
+            kind, index, _ = self._drag
+            self.store.move(self.current, kind, index, x, y, notify=False)
+            self._refresh_overlays()
+
+    def _on_drag_finished(self, x: float, y: float) -> None:
+        if self._drag:
+            kind, index, old = self._drag
+            self._drag = None
+            self.undo_stack.push(MoveLabel(self.store, self.paths[self.current].name, kind, index, old, (x, y)))
+
+    def toggle_negative_mode(self) -> None:
+        self.controls.set_mode(PARTICLE if self.controls.mode == NEGATIVE else NEGATIVE)
+
+    def toggle_skip(self) -> None:
+        if self.current is None:
+            return
+        entry = self.mic_list.model.entry(self.current)
+        self.mic_list.model.update(self.current, skipped=not entry.skipped)
+        self._on_skip_toggled(self.current, entry.skipped)
+
+    def _on_skip_toggled(self, key: str, skipped: bool) -> None:
+        s = set(self.project.settings.skipped)
+        (s.add if skipped else s.discard)(key)
+        self.project.settings.skipped = sorted(s)
+        self._schedule_settings_save()
+
+    def _on_labels_changed(self, key: str) -> None:
+        self.mic_list.model.update(key, labels=self.store.count(key), negatives=self.store.count(key, NEGATIVE))
+        if key == self.current:
+            self._refresh_overlays()
+        self._update_counts()
+        if not self._autosave.isActive():  # throttle, not debounce: a steady stream of clicks still saves
+            self._autosave.start()
+
+    def _refresh_overlays(self) -> None:
+        if self.current is None:
+            return
+        self.canvas.set_labels(self.store.points(self.current, PARTICLE), self.store.points(self.current, NEGATIVE))
+
+    def _update_counts(self) -> None:
+        if self.current is None:
+            self.counts_label.setText("")
+            return
+        n, neg = self.store.count(self.current), self.store.count(self.current, NEGATIVE)
+        total = self.store.total()
+        text = f"{n} particles, {neg} negatives on this micrograph · {total} particles in all"
+        self.counts_label.setText(text)
+        self.controls.counts.setText(text.replace(" · ", "\n"))
+
+    def _on_cursor_moved(self, x: float, y: float) -> None:
+        self._cursor = (x, y)
+        self.position_label.setText(f"x {x:8.1f}  y {y:8.1f} px")
+
+    # -- display settings --------------------------------------------------------------
+    def _on_display_setting_changed(self, _value=None) -> None:
+        s = self.project.settings
+        s.lowpass_a = float(self.controls.lowpass.value())
+        clip = self.controls.contrast.value() / 10.0
+        s.contrast_percentiles = (clip, 100.0 - clip)
+        self._schedule_settings_save()
+        if self.current:
+            self._restore_view = self.canvas.view_rect()
+            self.show_micrograph(self.current)
+
+    def _on_invert_changed(self, invert: bool) -> None:
+        self.project.settings.invert = invert
+        self.canvas.set_invert(invert)
+        self._schedule_settings_save()
+
+    def _on_diameter_changed(self, diameter_a: float) -> None:
+        self.project.settings.diameter_a = float(diameter_a)
+        self._apply_diameter()
+        self._schedule_settings_save()
+
+    # -- saving --------------------------------------------------------------------------
+    def save_labels(self) -> None:
+        self.project.labels = self.store.to_table()
+        try:
+            self.project.save_labels()
+        except OSError as exc:
+            self.statusBar().showMessage(f"Could not save the labels to {self.project.labels_path}: {exc}")
+
+    def _schedule_settings_save(self) -> None:
+        if not self._settings_save.isActive():
+            self._settings_save.start()
+
+    def save_settings(self) -> None:
+        if self.current and self.current in self.shapes:
+            self.project.settings.view = self.canvas.view_rect()
+        try:
+            self.project.save_settings()
+        except OSError as exc:
+            self.statusBar().showMessage(f"Could not save the project settings: {exc}")
+
+    def closeEvent(self, event) -> None:  # noqa: N802
+        self._autosave.stop()
+        self._settings_save.stop()
+        self.save_labels()
+        self.save_settings()
+        self.loader.shutdown()
+        super().closeEvent(event)
+
+    # -- import / export / open ----------------------------------------------------------
+    def import_labels(self, path: str | None = None, *, flip_y: bool | None = None, scale: float | None = None, as_negative: bool | None = None) -> int:
+        """Import coordinates as labels, added to those there are, in one undoable step.
+        Returns the number imported."""
+        if path is None:
+            path, _ = QFileDialog.getOpenFileName(self, "Import coordinates", str(self.project.folder), "Coordinates (*.star *.box *.txt *.tsv *.csv *.cbox *.cs);;All files (*)")
+            if not path:
+                return 0
+        path = Path(path)
+        if flip_y is None:
+            dialog = ImportDialog(path, self)
+            if dialog.exec() != QDialog.DialogCode.Accepted:
+                return 0
+            flip_y, scale, as_negative = dialog.flip.isChecked(), dialog.scale.value(), dialog.negative.isChecked()
+        try:
+            heights = {k: self._height(k) for k in self.paths} if flip_y else None
+            table = read_coordinates(path, scale=scale or 1.0, flip_y=bool(flip_y), image_heights=heights)
+        except PickerError as exc:
+            QMessageBox.warning(self, "Import failed", str(exc))
+            return 0
+        known = np.isin(table.keys, list(self.paths))
+        if not known.any():
+            QMessageBox.warning(self, "Import", f"{path.name}: none of its {len(table)} coordinates names a micrograph of this project (names match by basename).")
+            return 0
+        table = table[known]
+        if as_negative:
+            table = table.with_kind(NEGATIVE)
+        self._warn_if_off_image(table, path)
+        before = self.store.to_table()
+        merged = CoordinateTable.concat([before, table.replace(micrograph=[self.paths[k].name for k in table.keys], source="manual")])
+        self.undo_stack.push(ReplaceLabels(self.store, before, merged, f"Import {path.name}"))
+        self.save_labels()
+        self.statusBar().showMessage(f"Imported {len(table)} label(s) from {path.name}", 8000)
+        return len(table)
+
+    def _height(self, key: str) -> float:
+        if key not in self.shapes:
+            self.shapes[key] = read_header(self.paths[key]).shape
+        return float(self.shapes[key][0])
+
+    def _warn_if_off_image(self, table: CoordinateTable, path: Path) -> None:
+        off = 0
+        for key, part in table.groupby_micrograph():
+            try:
+                h = self._height(key)
+                w = float(self.shapes[key][1])
+            except MicrographError:
+                continue
+            off += int(np.count_nonzero((part.x < 0) | (part.x >= w) | (part.y < 0) | (part.y >= h)))
+        if off > len(table) / 2:
+            QMessageBox.warning(
+                self,
+                "Import",
+                f"{path.name}: {off} of {len(table)} coordinates fall outside their micrographs. "
+                "The file may use another scale (binned micrographs) or measure y from the other edge: "
+                "undo (Ctrl+Z) and import again with Scale or Flip y set.",
+            )
+
+    def export_labels(self, path: str | None = None, fmt: str | None = None) -> list[Path]:
+        if path is None:
+            path, _ = QFileDialog.getSaveFileName(self, "Export labels", str(self.project.folder / "labels_export.star"), "RELION particles STAR (*.star);;Topaz text (*.txt);;CSV (*.csv);;EMAN .box folder (*)")
+            if not path:
+                return []
+        table = self.store.to_table()
+        if fmt is None and Path(path).suffix == "":
+            fmt = "box"
+        try:
+            written = write_coordinates(table, path, fmt, box_size=round(self._diameter_px() * 1.5))
+        except PickerError as exc:
+            QMessageBox.warning(self, "Export failed", str(exc))
+            return []
+        self.statusBar().showMessage(f"Exported {len(table)} label(s) to {path}", 8000)
+        return written
+
+    def open_dialog(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Open a folder of micrographs or a picker-gui project", str(Path(self.project.settings.micrograph_folder).parent))
+        if folder:
+            from picker_gui.gui.app import open_target
+
+            self.save_labels()
+            self.save_settings()
+            project, warning = open_target(folder, parent=self)
+            if project is not None:
+                self.undo_stack.clear()
+                self.store.unsubscribe(self._on_labels_changed)
+                self.project = project
+                self.store = LabelStore.from_table(project.labels)
+                self.store.subscribe(self._on_labels_changed)
+                self.current = None
+                self.shapes.clear()
+                self._load_project_view()
+                if warning:
+                    QMessageBox.warning(self, "picker-gui", warning)
+
+    def show_shortcuts(self) -> None:
+        box = QDialog(self)
+        box.setWindowTitle("Keyboard and mouse")
+        layout = QVBoxLayout(box)
+        text = QTextBrowser()
+        rows = "".join(f"<tr><td><b>{k}</b></td><td>&nbsp;&nbsp;{v}</td></tr>" for k, v in SHORTCUTS)
+        text.setHtml(f"<table>{rows}</table>")
+        layout.addWidget(text)
+        box.resize(520, 460)
+        box.show()
+
+    def show_about(self) -> None:
+        from picker_gui import __version__
+
+        QMessageBox.about(self, "About picker-gui", f"picker-gui {__version__}\nPositive-unlabeled particle picking for cryo-EM.\nProject: {self.project.folder}")
+

@@ -1,0 +1,44 @@
+"""A dark, neutral theme: grey micrographs read best on a dark grey surround."""
+
+from __future__ import annotations
+
+from PyQt6.QtGui import QColor, QPalette
+from PyQt6.QtWidgets import QApplication
+
+BACKGROUND = "#202124"
+PANEL = "#2a2b2e"
+TEXT = "#e3e3e3"
+ACCENT = "#4ea1ff"
+#: Overlay colours: positives, negatives, picks (colour-blind-safe pair for the first two).
+POSITIVE_COLOR = (80, 220, 120)
+NEGATIVE_COLOR = (255, 110, 60)
+PICK_COLOR = (90, 170, 255)
+
+
+def apply_dark_theme(app: QApplication) -> None:
+    app.setStyle("Fusion")
+    pal = QPalette()
+    roles = {
+        QPalette.ColorRole.Window: PANEL,
+        QPalette.ColorRole.WindowText: TEXT,
+        QPalette.ColorRole.Base: BACKGROUND,
+        QPalette.ColorRole.AlternateBase: PANEL,
+        QPalette.ColorRole.ToolTipBase: PANEL,
+        QPalette.ColorRole.ToolTipText: TEXT,
+        QPalette.ColorRole.Text: TEXT,
+        QPalette.ColorRole.Button: PANEL,
+        QPalette.ColorRole.ButtonText: TEXT,
+        QPalette.ColorRole.Highlight: ACCENT,
+        QPalette.ColorRole.HighlightedText: "#000000",
+        QPalette.ColorRole.PlaceholderText: "#8a8a8a",
+    }
+    for role, color in roles.items():
+        pal.setColor(role, QColor(color))
+    for role in (QPalette.ColorRole.Text, QPalette.ColorRole.ButtonText, QPalette.ColorRole.WindowText):
+        pal.setColor(QPalette.ColorGroup.Disabled, role, QColor("#777777"))
+    app.setPalette(pal)
+    app.setStyleSheet(
+        "QToolTip { color: #e3e3e3; background: #2a2b2e; border: 1px solid #555; }"
+        "QDockWidget::title { padding: 4px; background: #303134; }"
+        "QStatusBar { background: #303134; }"
+    )
