@@ -62,6 +62,14 @@ class LabelViewBox(pg.ViewBox):
         super().mouseDragEvent(ev, axis)
 
 
+class PassiveScatter(pg.ScatterPlotItem):
+    """Rings that never take the mouse: ScatterPlotItem accepts clicks on its points, which
+    would hide them from the view, where a click on a ring must mean "remove it"."""
+
+    def mouseClickEvent(self, ev) -> None:  # noqa: N802
+        ev.ignore()
+
+
 class MicrographCanvas(pg.GraphicsView):
     """Shows one micrograph with positive, negative and picked overlays."""
 
@@ -80,9 +88,9 @@ class MicrographCanvas(pg.GraphicsView):
             "pick": pg.mkPen(PICK_COLOR, width=1.5),
         }
         no_brush = pg.mkBrush(None)
-        self.positive_item = pg.ScatterPlotItem(pxMode=False, symbol="o", pen=self._pens["positive"], brush=no_brush)
-        self.negative_item = pg.ScatterPlotItem(pxMode=False, symbol="x", pen=self._pens["negative"], brush=pg.mkBrush(NEGATIVE_COLOR))
-        self.pick_item = pg.ScatterPlotItem(pxMode=False, symbol="o", pen=self._pens["pick"], brush=no_brush)
+        self.positive_item = PassiveScatter(pxMode=False, symbol="o", pen=self._pens["positive"], brush=no_brush)
+        self.negative_item = PassiveScatter(pxMode=False, symbol="x", pen=self._pens["negative"], brush=pg.mkBrush(NEGATIVE_COLOR))
+        self.pick_item = PassiveScatter(pxMode=False, symbol="o", pen=self._pens["pick"], brush=no_brush)
         for item, z in ((self.pick_item, 5), (self.positive_item, 10), (self.negative_item, 11)):
             item.setZValue(z)
             self.view.addItem(item)
