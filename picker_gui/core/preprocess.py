@@ -8,7 +8,9 @@
   ice, carbon and other outliers do not set the contrast.
 - The display image is band-limited to a resolution in Å and has percentile contrast limits.
 
-FFTs run in torch (float32, multi-threaded); everything returned is numpy.
+FFTs run in torch (float32, multi-threaded); everything returned is numpy. torch is
+imported on first use, not with this module: the window shows its list and frame a
+second sooner, and loads torch on the worker thread that makes the first image.
 """
 
 from __future__ import annotations
@@ -19,10 +21,14 @@ from dataclasses import asdict, dataclass, field
 from os import PathLike
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
 
 from picker_gui.core.mrc_io import Micrograph, read_micrograph
+
+if TYPE_CHECKING:
+    import torch
 
 logger = logging.getLogger(__name__)
 
@@ -34,26 +40,32 @@ NORMALIZATIONS = ("gmm", "affine")
 
 
 # -- Fourier cropping --------------------------------------------------------------------
-def _crop_spectrum(spectrum: torch.Tensor, out_shape: tuple[int, int]) -> torch.Tensor:
+def _crop_spectrum(spectrum: "torch.Tensor", out_shape: tuple[int, int]) -> "torch.Tensor":
     """Keep the low frequencies of an ``rfft2`` spectrum for an image of ``out_shape``."""
+    import torch
+
     h, w = out_shape
     top = spectrum[: h - h // 2]
     bottom = spectrum[spectrum.shape[0] - h // 2 :] if h // 2 else spectrum[:0]
     return torch.cat([top, bottom], dim=0)[:, : w // 2 + 1]
 
 
-def _radial_frequency(shape: tuple[int, int], pixel_size_a: float) -> torch.Tensor:
+def _radial_frequency(shape: tuple[int, int], pixel_size_a: float) -> "torch.Tensor":
     """|k| in 1/Å on the ``rfft2`` grid of an image of ``shape``."""
+    import torch
+
     ky = torch.fft.fftfreq(shape[0], d=pixel_size_a)
     kx = torch.fft.rfftfreq(shape[1], d=pixel_size_a)
     return torch.sqrt(ky[:, None] ** 2 + kx[None, :] ** 2)
 
 
-def _lowpass_mask(shape: tuple[int, int], pixel_size_a: float, resolution_a: float) -> torch.Tensor:
+def _lowpass_mask(shape: tuple[int, int], pixel_size_a: float, resolution_a: float) -> "torch.Tensor":
     """Raised-cosine low-pass: 1 below 1/resolution, falling to 0 over 20 % beyond it.
 
     A soft edge avoids the ringing a hard cut-off puts around dark ice and carbon.
     """
+    import torch
+
     k = _radial_frequency(shape, pixel_size_a)
     k0 = 1.0 / resolution_a
     width = 0.2 * k0
@@ -68,6 +80,8 @@ def _spectral_resample(
     lowpass_a: float | None = None,
 ) -> np.ndarray:
     """Fourier-crop ``image`` to ``out_shape`` and optionally low-pass it, in one FFT pair."""
+    import torch
+
     image = np.ascontiguousarray(image, dtype=np.float32)
     x = torch.from_numpy(image if image.flags.writeable else image.copy())
     in_shape = tuple(image.shape)

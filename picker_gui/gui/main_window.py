@@ -215,7 +215,7 @@ class MainWindow(QMainWindow):
         v.drag_moved.connect(self._on_drag_moved)
         v.drag_finished.connect(self._on_drag_finished)
         self.canvas.cursor_moved.connect(self._on_cursor_moved)
-        self.mic_list.current_changed.connect(self.show_micrograph)
+        self.mic_list.current_changed.connect(self._on_list_current_changed)
         self.mic_list.model.skip_toggled.connect(self._on_skip_toggled)
         self.loader.loaded.connect(self._on_loaded)
         self.loader.failed.connect(self._on_load_failed)
@@ -257,10 +257,17 @@ class MainWindow(QMainWindow):
         s = self.project.settings
         return DisplayRequest(self.paths[key], s.pixel_size_a, s.lowpass_a, tuple(s.contrast_percentiles))
 
+    def _on_list_current_changed(self, key: str) -> None:
+        if key != self.current:
+            self.show_micrograph(key)
+
     def show_micrograph(self, key: str) -> None:
+        """Show a micrograph (from memory when it was seen or prefetched, else loading it)."""
         if key not in self.paths:
             return
         self.current = key
+        if self.mic_list.current_key() != key:
+            self.mic_list.select(key)  # comes back through _on_list_current_changed as a no-op
         self.project.settings.current_micrograph = key
         self._schedule_settings_save()
         self._refresh_overlays()
