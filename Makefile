@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO ?= demo_data
 
-.PHONY: install run test demo bench clean
+.PHONY: install run pipeline test bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,9 +18,13 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-## run: make the built-in demo dataset (once) and run the headless pipeline on it:
-## preprocess, convert, train on its sparse labels, pick, evaluate against the truth
+## run: open the window on the built-in demo dataset (made on first use in the user's data folder)
 run: $(STAMP)
+	$(BIN)/picker-gui gui
+
+## pipeline: the headless pipeline on a demo dataset in $(DEMO)/: preprocess, convert,
+## train on its sparse labels, pick, evaluate against the truth
+pipeline: $(STAMP)
 	@test -f $(DEMO)/dataset.json || $(BIN)/picker-gui demo $(DEMO) --n-micrographs 8
 	$(BIN)/picker-gui preprocess $(DEMO)/micrographs --out $(DEMO)/preprocessed --diameter-a 150
 	$(BIN)/picker-gui convert $(DEMO)/particles.star $(DEMO)/export/relion --to relion

@@ -35,7 +35,7 @@ w = MainWindow(project)
 w.show()
 app.processEvents()
 t_list = time.perf_counter() - t0
-while w.current not in w.shapes:
+while w.current is None or w.displayed != w.current:
     app.processEvents()
     time.sleep(0.002)
 w.canvas.viewport().repaint()
@@ -88,7 +88,7 @@ def main() -> None:
         keys = list(win.paths)
         for k in keys:  # load all three once, so that switching hits the cache
             win.show_micrograph(k)
-            while k not in win.shapes:
+            while win.displayed != k:
                 app.processEvents()
                 time.sleep(0.005)
 

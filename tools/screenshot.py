@@ -40,7 +40,7 @@ def main() -> int:
         window.import_labels(args.negatives, flip_y=False, scale=1.0, as_negative=True)
 
     def shoot() -> None:
-        if window.current not in window.shapes:  # still loading
+        if window.displayed != window.current:  # still loading
             QTimer.singleShot(200, shoot)
             return
         app.processEvents()

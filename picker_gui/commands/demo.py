@@ -19,11 +19,8 @@ import dataclasses
 import logging
 from pathlib import Path
 
-import numpy as np
-
 from picker_gui.commands._common import positive_int
-from picker_gui.core.coords import CoordinateTable
-from picker_gui.core.formats import write_coordinates
+from picker_gui.core.demo_data import write_sparse_labels
 from picker_gui.core.errors import UsageError
 from picker_gui.core.synthetic import SyntheticConfig, write_demo_dataset
 
@@ -63,8 +60,7 @@ def main(args: argparse.Namespace) -> int:
             config=config,
             progress=lambda done, total: bar.update(done - bar.n),
         )
-    labels = _sparse_labels(dataset.particles, args.labels_per_micrograph, args.seed)
-    write_coordinates(labels, args.outdir / "labels.star", "star-particles")
+    labels = write_sparse_labels(args.outdir, dataset.particles, args.labels_per_micrograph, args.seed)
     logger.info(
         "wrote %d micrographs (%dx%d px, %.3g Å/px, particle %.0f Å) with %d particles to %s",
         args.n_micrographs,
@@ -77,15 +73,3 @@ def main(args: argparse.Namespace) -> int:
     )
     logger.info("labels.star: %d sparse labels on %d micrograph(s)", len(labels), len(labels.micrographs()))
     return 0
-
-
-def _sparse_labels(truth: CoordinateTable, per_micrograph: int, seed: int) -> CoordinateTable:
-    """``per_micrograph`` random true centres on each of the first three quarters of the micrographs."""
-    rng = np.random.default_rng(seed)
-    keys = truth.micrographs()
-    train = keys[: max(1, (3 * len(keys)) // 4)]
-    parts = []
-    for key in train:
-        t = truth.for_micrograph(key)
-        parts.append(t[rng.choice(len(t), min(per_micrograph, len(t)), replace=False)].replace(source="manual"))
-    return CoordinateTable.concat(parts)

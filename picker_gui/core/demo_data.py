@@ -8,6 +8,7 @@ from typing import Callable
 
 DEMO_MICROGRAPHS = 8
 DEMO_SEED = 0
+LABELS_PER_MICROGRAPH = 25
 
 
 def data_dir() -> Path:
@@ -43,8 +44,29 @@ def ensure_demo_dataset(progress: Callable[[int, int], None] | None = None, fold
     tmp = folder.with_name(folder.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.parent.mkdir(parents=True, exist_ok=True)
-    write_demo_dataset(tmp, n_micrographs=DEMO_MICROGRAPHS, seed=DEMO_SEED, progress=progress)
+    dataset = write_demo_dataset(tmp, n_micrographs=DEMO_MICROGRAPHS, seed=DEMO_SEED, progress=progress)
+    write_sparse_labels(tmp, dataset.particles, LABELS_PER_MICROGRAPH, DEMO_SEED)
     if folder.exists():
         shutil.rmtree(folder)
     tmp.replace(folder)
     return folder
+
+
+def write_sparse_labels(folder: Path, truth, per_micrograph: int, seed: int):
+    """Write ``labels.star``: ``per_micrograph`` random true centres on each of the first
+    three quarters of the micrographs (the last quarter is left for testing), as a user
+    would click them. Returns the table."""
+    import numpy as np
+
+    from picker_gui.core.coords import CoordinateTable
+    from picker_gui.core.formats import write_coordinates
+
+    rng = np.random.default_rng(seed)
+    keys = truth.micrographs()
+    parts = []
+    for key in keys[: max(1, (3 * len(keys)) // 4)]:
+        t = truth.for_micrograph(key)
+        parts.append(t[rng.choice(len(t), min(per_micrograph, len(t)), replace=False)].replace(source="manual"))
+    labels = CoordinateTable.concat(parts)
+    write_coordinates(labels, Path(folder) / "labels.star", "star-particles")
+    return labels

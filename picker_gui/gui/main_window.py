@@ -104,6 +104,7 @@ class MainWindow(QMainWindow):
         self.undo_stack = QUndoStack(self)
         self.loader = DisplayLoader(parent=self)
         self.current: str | None = None
+        self.displayed: str | None = None  # the micrograph whose image is on screen
         self.paths: dict[str, Path] = {}
         self.shapes: dict[str, tuple[int, int]] = {}
         self.pixel_sizes: dict[str, float | None] = {}
@@ -271,6 +272,7 @@ class MainWindow(QMainWindow):
         self.project.settings.current_micrograph = key
         self._schedule_settings_save()
         self._refresh_overlays()
+        self.displayed = None
         hit = self.loader.request(self._request(key))
         if hit is not None:
             self._show_loaded(hit)
@@ -287,6 +289,7 @@ class MainWindow(QMainWindow):
         self.pixel_sizes[key] = result.pixel_size_a
         restore = getattr(self, "_restore_view", None)
         self.canvas.set_image(result.display, result.shape, keep_view=False)
+        self.displayed = key
         if restore:
             self.canvas.set_view_rect(restore)
             self._restore_view = None

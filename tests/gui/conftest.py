@@ -39,7 +39,7 @@ def window(qtbot, mic_folder, tmp_path, monkeypatch):
     win.resize(1200, 800)
     win.show()
     qtbot.waitExposed(win)
-    qtbot.waitUntil(lambda: win.current in win.shapes, timeout=10_000)
+    qtbot.waitUntil(lambda: win.current is not None and win.displayed == win.current, timeout=10_000)
     # pyqtgraph's own tests do this: synthetic mouse moves come faster than its move-event
     # rate limit, and a drag made of throttled moves would read as a click.
     pg.setConfigOptions(mouseRateLimit=-1)

@@ -107,7 +107,7 @@ def test_switching_micrographs_keeps_labels(qtbot, window):
     first = window.current
     click(qtbot, window, 100, 100)
     qtbot.keyClick(window, Qt.Key.Key_Right)
-    qtbot.waitUntil(lambda: window.current != first and window.current in window.shapes)
+    qtbot.waitUntil(lambda: window.current != first and window.displayed == window.current)
     second = window.current
     assert len(points(window)) == 0
     click(qtbot, window, 200, 200)
@@ -133,7 +133,7 @@ def test_autosave_writes_within_a_second_and_reloads(qtbot, window):
 
 def test_settings_and_current_micrograph_are_restored(qtbot, window, mic_folder):
     qtbot.keyClick(window, Qt.Key.Key_Right)
-    qtbot.waitUntil(lambda: window.current in window.shapes)
+    qtbot.waitUntil(lambda: window.displayed == window.current)
     window.controls.lowpass.setValue(30)
     window.close()
     project = Project.open(window.project.folder)
@@ -218,12 +218,12 @@ def test_bad_micrograph_is_marked_and_the_rest_still_work(qtbot, mic_folder, tmp
     win = MainWindow(project)
     qtbot.addWidget(win)
     win.show()
-    qtbot.waitUntil(lambda: win.current in win.shapes, timeout=10_000)
+    qtbot.waitUntil(lambda: win.current is not None and win.displayed == win.current, timeout=10_000)
     win.mic_list.select("mic_1")
     qtbot.waitUntil(lambda: win.mic_list.model.entry("mic_1").error is not None, timeout=10_000)
     assert "mic_1.mrc" in win.mic_list.model.entry("mic_1").error
     win.mic_list.select("mic_2")
-    qtbot.waitUntil(lambda: win.current == "mic_2" and "mic_2" in win.shapes, timeout=10_000)
+    qtbot.waitUntil(lambda: win.displayed == "mic_2", timeout=10_000)
     click(qtbot, win, 100, 100)
     assert win.store.count("mic_2") == 1
     win.close()
