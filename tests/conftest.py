@@ -14,9 +14,10 @@ import pytest  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path_factory, monkeypatch):
-    """Never touch the user's real cache folder from a test."""
-    monkeypatch.setenv("PICKER_GUI_CACHE", str(tmp_path_factory.mktemp("cache")))
+def _isolated_user_folders(tmp_path_factory, monkeypatch):
+    """Never touch the user's real cache, config or data folders from a test."""
+    for kind in ("CACHE", "CONFIG", "DATA"):
+        monkeypatch.setenv(f"PICKER_GUI_{kind}", str(tmp_path_factory.mktemp(kind.lower())))
 
 
 def write_mrc(path: Path, data: np.ndarray, voxel_size: float | None = 1.5) -> Path:

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from picker_gui.core.mrc_io import read_micrograph
+from picker_gui.core.paths import atomic_write_bytes, user_folder
 from picker_gui.core.preprocess import Normalization, Preprocessed, PreprocessParams, preprocess_micrograph
 
 logger = logging.getLogger(__name__)
@@ -29,17 +30,7 @@ CACHE_VERSION = 1
 
 def default_cache_dir() -> Path:
     """``$PICKER_GUI_CACHE``, else ``$XDG_CACHE_HOME/picker-gui``, else ``~/.cache/picker-gui``."""
-    env = os.environ.get("PICKER_GUI_CACHE")
-    if env:
-        return Path(env)
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "picker-gui"
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
+    return user_folder("cache")
 
 
 class PreprocessCache:
@@ -108,7 +99,7 @@ class PreprocessCache:
             "params": params.to_dict(),
         }
         # The JSON is written last: an entry counts only once both files exist.
-        _atomic_write_bytes(meta_path, json.dumps(meta, indent=1).encode())
+        atomic_write_bytes(meta_path, json.dumps(meta, indent=1).encode())
 
     def get_or_compute(self, path: str | PathLike, params: PreprocessParams) -> Preprocessed:
         cached = self.load(path, params)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Callable
+
+from picker_gui.core.paths import user_folder
 
 DEMO_MICROGRAPHS = 8
 DEMO_SEED = 0
@@ -13,11 +14,7 @@ LABELS_PER_MICROGRAPH = 25
 
 def data_dir() -> Path:
     """``$PICKER_GUI_DATA``, else ``$XDG_DATA_HOME/picker-gui``, else ``~/.local/share/picker-gui``."""
-    env = os.environ.get("PICKER_GUI_DATA")
-    if env:
-        return Path(env)
-    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
-    return Path(base) / "picker-gui"
+    return user_folder("data")
 
 
 def demo_folder() -> Path:

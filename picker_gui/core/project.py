@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from os import PathLike
@@ -31,22 +30,13 @@ import numpy as np
 
 from picker_gui.core.coords import NEGATIVE, PARTICLE, CoordinateTable
 from picker_gui.core.errors import PickerError
+from picker_gui.core.paths import atomic_write_text, user_folder
 
 logger = logging.getLogger(__name__)
 
 PROJECT_FILE = "project.json"
 LABELS_FILE = "labels.star"
 PROJECT_VERSION = 1
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` so that a crash leaves the old or the new content."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 @dataclass
@@ -207,11 +197,7 @@ class Project:
 
 # -- recent projects -------------------------------------------------------------------------
 def config_dir() -> Path:
-    env = os.environ.get("PICKER_GUI_CONFIG")
-    if env:
-        return Path(env)
-    base = os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config"
-    return Path(base) / "picker-gui"
+    return user_folder("config")
 
 
 def recent_projects(limit: int = 10) -> list[Path]:
