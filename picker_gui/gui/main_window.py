@@ -511,20 +511,31 @@ class MainWindow(QMainWindow):
                 "undo (Ctrl+Z) and import again with Scale or Flip y set.",
             )
 
+    EXPORT_FILTERS = {
+        "RELION particles STAR, cryoSPARC-ready (*.star)": "star-particles",
+        "RELION 4/5 coordinate list + per-micrograph STARs (*.star)": "relion-list",
+        "RELION 3 per-micrograph STAR files (folder)": "relion",
+        "EMAN .box files (folder)": "box",
+        "Topaz text (*.txt)": "topaz",
+        "CSV with kinds, negatives included (*.csv)": "csv",
+    }
+
     def export_labels(self, path: str | None = None, fmt: str | None = None) -> list[Path]:
+        """Write the labels (particles; negatives too in CSV) in any format the core writes."""
         if path is None:
-            path, _ = QFileDialog.getSaveFileName(self, "Export labels", str(self.project.folder / "labels_export.star"), "RELION particles STAR (*.star);;Topaz text (*.txt);;CSV (*.csv);;EMAN .box folder (*)")
+            path, chosen = QFileDialog.getSaveFileName(
+                self, "Export labels", str(self.project.folder / "labels_export.star"), ";;".join(self.EXPORT_FILTERS)
+            )
             if not path:
                 return []
+            fmt = self.EXPORT_FILTERS.get(chosen)
         table = self.store.to_table()
-        if fmt is None and Path(path).suffix == "":
-            fmt = "box"
         try:
             written = write_coordinates(table, path, fmt, box_size=round(self._diameter_px() * 1.5))
         except PickerError as exc:
             QMessageBox.warning(self, "Export failed", str(exc))
             return []
-        self.statusBar().showMessage(f"Exported {len(table)} label(s) to {path}", 8000)
+        self.statusBar().showMessage(f"Exported {len(table)} label(s) to {path} ({len(written)} file(s))", 8000)
         return written
 
     def open_dialog(self) -> None:

@@ -164,6 +164,17 @@ def test_export_then_import_round_trip(qtbot, window, tmp_path):
     assert len(points(window)) == 0
 
 
+@pytest.mark.parametrize("fmt, name", [("box", "boxes"), ("relion", "relion"), ("relion-list", "list/autopick.star"), ("csv", "l.csv")])
+def test_export_in_every_writable_format_reads_back(qtbot, window, tmp_path, fmt, name):
+    mic = window.paths[window.current].name
+    for x, y in ((50, 60), (150, 260)):
+        window.store.add(mic, x, y)
+    written = window.export_labels(str(tmp_path / name), fmt)
+    assert written
+    back = read_coordinates(tmp_path / name, fmt if fmt in ("box", "relion") else None)
+    assert sorted(zip(back.x, back.y)) == [(50, 60), (150, 260)]
+
+
 def test_import_of_a_malformed_file_warns_and_keeps_labels(qtbot, window, tmp_path, monkeypatch):
     from PyQt6.QtWidgets import QMessageBox
 
