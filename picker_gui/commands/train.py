@@ -47,6 +47,7 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--downsample", type=positive_float, metavar="F", help="downsampling factor (default: from the diameter)")
     parser.add_argument("--model", choices=sorted(ARCHITECTURES), help="architecture (default: from the diameter)")
     parser.add_argument("--radius", type=positive_float, default=3.0, metavar="PX", help="labels mark a disc of this radius, downsampled px (default 3)")
+    parser.add_argument("--autoencoder", type=float, default=0.0, metavar="W", help="weight of the autoencoder regulariser (Topaz finds it helps below ~250 labels; try 1)")
     parser.add_argument("--epochs", type=positive_int, metavar="N", help="at most N epochs of 40 steps (default: until validation stops improving)")
     parser.add_argument("--max-minutes", type=positive_float, default=110 / 60, metavar="M", help="time cap in minutes (default 1.8)")
     parser.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps")
@@ -97,6 +98,7 @@ def main(args: argparse.Namespace) -> int:
         expected_per_micrograph=args.expected_per_micrograph,
         radius_px=args.radius,
         architecture=args.model,
+        autoencoder=args.autoencoder,
         max_steps=args.epochs * TrainConfig.eval_every if args.epochs else TrainConfig.max_steps,
         max_seconds=args.max_minutes * 60,
         seed=args.seed,

@@ -97,6 +97,7 @@ class TrainConfig:
     max_seconds: float = 110.0
     eval_every: int = 40
     patience: int = 6
+    autoencoder: float = 0.0  # weight of the reconstruction loss; Topaz finds it helps below ~250 labels
     validation_fraction: float = 0.2
     seed: int = 0
     device: str = "auto"
@@ -248,6 +249,36 @@ class _Sampler:
         return torch.from_numpy(np.stack(xs)[:, None]), torch.from_numpy(np.stack(ys))
 
 
+class AutoencoderHead(torch.nn.Module):
+    """Topaz's autoencoder regulariser, for a fully convolutional model.
+
+    From the features at an output pixel, a 1x1 convolution predicts the image patch around
+    that pixel (about the particle's size, at most 15 px across); the squared error of that
+    reconstruction, on every fourth pixel in each direction, is added to the loss. The
+    features then have to describe the local image, not only separate the few labelled
+    positives, which is what helps when labels are scarce. It is used in training only and
+    is not saved with the model.
+    """
+
+    def __init__(self, width: int, diameter_px: float, receptive_field: int, stride: int = 4) -> None:
+        super().__init__()
+        p = int(min(15, max(5, round(diameter_px)) | 1))
+        self.patch, self.stride, self.half = p, stride, receptive_field // 2
+        self.head = torch.nn.Conv2d(width, p * p, 1)
+
+    def loss(self, features: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        s, p = self.stride, self.patch
+        f = features[:, :, ::s, ::s]
+        t = features.shape[-1]
+        # Output pixel (i, j) sits on input pixel (i + half, j + half); its patch starts p // 2 before.
+        start = self.half - p // 2
+        region = x[:, :, start : start + t + p - 1, start : start + t + p - 1]
+        target = F.unfold(region, p, stride=s)  # [B, p*p, n]
+        pred = self.head(f).flatten(2)
+        n = min(pred.shape[-1], target.shape[-1])
+        return F.mse_loss(pred[..., :n], target[..., :n])
+
+
 def estimate_pi(config: TrainConfig, items: Sequence[LabeledMicrograph]) -> tuple[float, str]:
     """pi for the unlabelled pixels, given directly or from the expected particle count."""
     if config.pi is not None:
@@ -339,7 +370,9 @@ def train(
     )
     logger.info("%s", start_msg)
 
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    decoder = AutoencoderHead(config.width, config.particle_diameter_px, rf).to(device) if config.autoencoder > 0 else None
+    params = list(model.parameters()) + (list(decoder.parameters()) if decoder is not None else [])
+    optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
     best_ap: float | None = None
     best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     since_best = 0
@@ -355,8 +388,14 @@ def train(
                 break
             model.train()
             x, y = sampler.batch(config.batch_tiles, config.tile)
-            logits = model(x.to(device))[:, 0]
+            x = x.to(device)
+            features = model.features(x)
+            logits = model.classifier(features)[:, 0]
             loss, parts = objective.loss(logits, y.to(device))
+            if decoder is not None:
+                recon = decoder.loss(features, x)
+                loss = loss + config.autoencoder * recon
+                parts["reconstruction"] = float(recon.detach())
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -404,6 +443,7 @@ def train(
     meta = dict(metadata or {})
     meta.update(
         objective=objective.name,
+        autoencoder=config.autoencoder,
         pi=pi,
         radius_px=config.radius_px,
         particle_diameter_px=config.particle_diameter_px,

@@ -97,6 +97,14 @@ def test_each_objective_learns_well_above_chance(data, objective):
     assert trained > 0.6 and trained > untrained + 0.3, (objective, untrained, trained)
 
 
+def test_autoencoder_regulariser_trains_and_still_learns(data):
+    items, test = data
+    reports, result = _run(train(items, _config("ge-binomial", autoencoder=1.0)))
+    assert result.metadata["autoencoder"] == 1.0
+    assert all(np.isfinite(r.loss) for r in reports)
+    assert _test_ap(result.model, test) > 0.6
+
+
 def test_reports_carry_progress_and_validation(data):
     items, _ = data
     reports, result = _run(train(items, _config("ge-binomial", max_steps=80)))
