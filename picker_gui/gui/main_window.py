@@ -105,6 +105,7 @@ class MainWindow(QMainWindow):
         self.loader = DisplayLoader(parent=self)
         self.current: str | None = None
         self.displayed: str | None = None  # the micrograph whose image is on screen
+        self._restore_view: list[float] | None = None  # a saved view to apply when the image arrives
         self.paths: dict[str, Path] = {}
         self.shapes: dict[str, tuple[int, int]] = {}
         self.pixel_sizes: dict[str, float | None] = {}
@@ -287,11 +288,10 @@ class MainWindow(QMainWindow):
         key = micrograph_key(result.request.path)
         self.shapes[key] = result.shape
         self.pixel_sizes[key] = result.pixel_size_a
-        restore = getattr(self, "_restore_view", None)
         self.canvas.set_image(result.display, result.shape, keep_view=False)
         self.displayed = key
-        if restore:
-            self.canvas.set_view_rect(restore)
+        if self._restore_view:
+            self.canvas.set_view_rect(self._restore_view)
             self._restore_view = None
         self._apply_diameter()
         self.controls.pixel_label.setText(f"{result.pixel_size_a:.4g} Å" if result.pixel_size_a else "unknown: set it in the project")

@@ -141,6 +141,22 @@ def test_settings_and_current_micrograph_are_restored(qtbot, window, mic_folder)
     assert project.settings.lowpass_a == 30
 
 
+def test_reopening_restores_the_view(qtbot, window):
+    from picker_gui.gui.main_window import MainWindow
+
+    window.canvas.set_view_rect([100.0, 50.0, 120.0, 90.0])
+    shown = window.canvas.view_rect()
+    key = window.current
+    window.close()
+    again = MainWindow(Project.open(window.project.folder))
+    qtbot.addWidget(again)
+    again.resize(1200, 800)
+    again.show()
+    qtbot.waitUntil(lambda: again.displayed == key, timeout=10_000)
+    assert np.allclose(again.canvas.view_rect(), shown, atol=2.0)
+    again.close()
+
+
 def test_skip_mark_is_saved(qtbot, window):
     qtbot.keyClick(window, Qt.Key.Key_S)
     assert window.mic_list.model.entry(window.current).skipped
