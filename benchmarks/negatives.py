@@ -71,7 +71,7 @@ def one_seed(seed: int, args) -> dict:
     train_m = list(zip(mics[: args.n_train], preps[: args.n_train]))
     test_m = list(zip(mics[args.n_train :], preps[args.n_train :]))
     per = args.labels // args.n_train
-    positives = [m.particles[rng.choice(len(m.particles), per, replace=False)] for m, _ in train_m]
+    positives = [m.particles[rng.choice(len(m.particles), min(per, len(m.particles)), replace=False)] for m, _ in train_m]
     negatives = [m.junk[rng.permutation(len(m.junk))[: args.negatives_per_micrograph]] for m, _ in train_m]
     truth = CoordinateTable.concat(m.particles.replace(micrograph=p.path.name) for m, p in test_m)
     junk = CoordinateTable.concat(m.junk.replace(micrograph=p.path.name) for m, p in test_m)

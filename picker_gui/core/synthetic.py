@@ -20,7 +20,8 @@ Its units are chosen so that the mean of one particle's projection over its disc
 **Image formation** (weak-phase object plus absorption)::
 
     c(r)   = kappa * F^-1{ W(k) E(k) [ G(k) F{Phi_p} + F{Phi_j} ] }
-    I(r)   = N0 * a(r) * (1 - c(r)) + sqrt(N0 * a(r) * max(1 - c(r), 0)) * n(r)
+    m(r)   = N0 * a(r) * (1 + b(r))
+    I(r)   = m(r) * (1 - c(r)) + sqrt(m(r) * max(1 - c(r), 0)) * n(r)
 
 with
 
@@ -37,15 +38,25 @@ with
   carries CTF-coloured structural noise (Thon rings, grainy carbon texture),
 * ``a(r) = exp(-tau(r))``: absorption (inelastic / aperture losses) by the ice thickness
   gradient, ice contamination, carbon and blobs, which makes them dark at all resolutions,
+* ``b(r)``: background mottle, a smooth Gaussian field (power ``(1 + k^2 L^2)^-1.25``,
+  ``L = mottle_length_a``) of relative amplitude ``background_mottle``; it is what makes a
+  low-pass filtered micrograph blotchy rather than flat,
 * ``N0 = dose_per_pixel`` (electrons per pixel) and ``n`` unit Gaussian noise: shot noise in
   the Gaussian approximation of Poisson, variance equal to the expected count.
 
 **SNR.** ``snr`` is the ratio of the per-pixel variance of the particle signal
-``N0 * a * c_particles`` (measured over the particle discs) to the variance of the noise
-(shot noise plus the solvent structural noise, ``structural_noise_fraction * N0``), on a
-micrograph at the middle of the defocus and B-factor ranges. ``kappa`` is calibrated once per
-dataset on a test canvas so that this holds; at other defocus values the SNR varies as it does
-in real data (more defocus, more low-resolution contrast).
+``m * c_particles`` (measured over the particle discs) to the variance of the noise: shot
+noise ``N0``, solvent structural noise ``structural_noise_fraction * N0`` and mottle
+``(background_mottle * N0)^2``, on a micrograph at the middle of the defocus and B-factor
+ranges. ``kappa`` is calibrated once per dataset on a test canvas so that this holds; at
+other defocus values the SNR varies as it does in real data (more defocus, more
+low-resolution contrast): about 0.035-0.11 for the default 0.07 over 1-3 um.
+
+**Defaults.** 1536 x 2048 px (rows x cols) at 2.0 A/px, a 150 A (75 px) particle, about
+180 particles on a clean micrograph (fewer where ice or carbon takes room), SNR 0.07,
+40 e-/px, 300 kV, B 50-150 A^2; per micrograph 3-25 blobs of 20-50 A, on average one ice
+contamination of 200-800 A, carbon in 30 % of micrographs. One such micrograph takes about
+half a second.
 
 Shapes are ``(rows, cols)``; coordinates follow :mod:`picker_gui.core.coords` (x = column,
 y = row, centres, original pixels).
@@ -56,7 +67,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Callable, Iterator
@@ -73,6 +84,10 @@ _MICROGRAPH_STREAM = 1
 
 # Absorption of the ice-thickness gradient: tau = _ICE_ABSORPTION * (thickness - 1).
 _ICE_ABSORPTION = 0.7
+# On carbon the structural-noise variance is this many times that of the ice (grainy texture)...
+_CARBON_TEXTURE = 4.0
+# ... and the background mottle this many times stronger.
+_CARBON_MOTTLE = 2.5
 
 
 @dataclass(frozen=True)
@@ -111,6 +126,11 @@ class SyntheticConfig:
         Expected electrons per pixel through ice of nominal thickness (the image mean).
     structural_noise_fraction : float
         Variance of the CTF-filtered solvent noise relative to the shot-noise variance.
+    background_mottle : float
+        Relative standard deviation of the low-frequency intensity fluctuations of the
+        background (ice thickness, charging); stronger on carbon.
+    mottle_length_a : float
+        Correlation length of those fluctuations.
     n_atoms : int
         Number of pseudo-atoms in the particle model.
     junk : bool
@@ -148,6 +168,8 @@ class SyntheticConfig:
     amplitude_contrast: float = 0.07
     dose_per_pixel: float = 40.0
     structural_noise_fraction: float = 0.25
+    background_mottle: float = 0.04
+    mottle_length_a: float = 400.0
     n_atoms: int = 500
     junk: bool = True
     blobs_per_micrograph: tuple[int, int] = (3, 25)
@@ -248,13 +270,13 @@ class _Density:
 
 @dataclass
 class _Layers:
-    """Components of one micrograph, for tests: ``image`` is the sum of a background, the
-    particle ``signal`` (electrons per pixel) and ``noise`` (shot plus solvent noise)."""
+    """Components of one micrograph, for tests: ``image`` is, up to small cross terms, a
+    background plus the particle ``signal`` (electrons per pixel) plus ``noise`` (shot noise,
+    solvent noise and background mottle); ``blocked`` marks ice and carbon."""
 
     signal: np.ndarray
     noise: np.ndarray
     blocked: np.ndarray
-    ctf_filter: np.ndarray = field(repr=False)
 
 
 # ================================================================================================
@@ -443,7 +465,7 @@ class _Simulator:
         phi = _splat_particles(self.density, centres, rotations, (size, size), cfg.pixel_size_a)
         contrast = np.fft.irfft2(np.fft.rfft2(phi) * (self._atom_kernel(k2) * ctf * envelope), s=(size, size))
         unit_var = float(np.var(contrast[_disc_mask((size, size), centres, d / 2)]))
-        noise_var = cfg.dose_per_pixel * (1.0 + cfg.structural_noise_fraction)
+        noise_var = _noise_variance(cfg)
         # signal variance = (N0 kappa)^2 unit_var = snr * noise_var
         return math.sqrt(cfg.snr * noise_var / unit_var) / cfg.dose_per_pixel
 
@@ -453,8 +475,9 @@ class _Simulator:
     # -- single projections (tests) -------------------------------------------------------------
     def project(self, rotation: np.ndarray, box: int) -> np.ndarray:
         """Projected potential of one particle at ``rotation`` in a ``box`` x ``box`` image,
-        without CTF: the density seen along the rotated z axis, centred in the box."""
-        centre = np.array([[box / 2.0, box / 2.0]])
+        without CTF: the density seen along the rotated z axis, its centre of mass at pixel
+        ``(box - 1) / 2`` (so that flipping the box mirrors it about its centre)."""
+        centre = np.array([[(box - 1) / 2.0, (box - 1) / 2.0]])
         phi = _splat_particles(self.density, centre, rotation[None], (box, box), self.config.pixel_size_a)
         k2, _, _ = _frequency_grid((box, box), self.config.pixel_size_a)
         return np.fft.irfft2(np.fft.rfft2(phi) * self._atom_kernel(k2), s=(box, box))
@@ -467,7 +490,6 @@ class _Simulator:
         shape = cfg.shape
         rows, cols = shape
         px = cfg.pixel_size_a
-        d = cfg.diameter_px
         name = f"{cfg.name_prefix}_{index:04d}"
         file_name = f"{name}.mrc"
 
@@ -502,14 +524,18 @@ class _Simulator:
                       * np.exp(-b_factor * k2 / 4.0)).astype(np.float32)
         rms_filter = math.sqrt(float(np.sum(half_weights * ctf_filter.astype(np.float64) ** 2)) / (rows * cols))
         solvent_scale = math.sqrt(cfg.structural_noise_fraction / cfg.dose_per_pixel) / (self.kappa * rms_filter)
-        solvent = (solvent_scale * np.sqrt(thickness + 4.0 * carbon)
+        solvent = (solvent_scale * np.sqrt(thickness + _CARBON_TEXTURE * carbon)
                    * rng.standard_normal(shape, dtype=np.float32)).astype(np.float32)
         phi_particles = _splat_particles(self.density, centres, rotations, shape, px).astype(np.float32)
         particle_spectrum = np.fft.rfft2(phi_particles) * self._atom_kernel(k2)
         junk_spectrum = np.fft.rfft2(phase + solvent)
         contrast = np.fft.irfft2((self.kappa * ctf_filter) * (particle_spectrum + junk_spectrum), s=shape)
 
+        mottle = _mottle_field(rng, shape, px, cfg.mottle_length_a)
+        mottle *= cfg.background_mottle * (1.0 + (_CARBON_MOTTLE - 1.0) * carbon)
         mean = cfg.dose_per_pixel * np.exp(-tau)
+        mottle *= mean
+        mean += mottle
         expected = mean * (1.0 - contrast)
         shot = np.sqrt(mean * np.clip(1.0 - contrast, 0.0, None)) * rng.standard_normal(shape, dtype=np.float32)
         image = (expected + shot).astype(np.float32)
@@ -529,8 +555,8 @@ class _Simulator:
             return mic, None
         scaled_filter = self.kappa * ctf_filter
         signal = -mean * np.fft.irfft2(scaled_filter * particle_spectrum, s=shape)
-        noise = -mean * np.fft.irfft2(scaled_filter * np.fft.rfft2(solvent), s=shape) + shot
-        return mic, _Layers(signal=signal, noise=noise, blocked=blocked, ctf_filter=ctf_filter)
+        noise = -mean * np.fft.irfft2(scaled_filter * np.fft.rfft2(solvent), s=shape) + shot + mottle
+        return mic, _Layers(signal=signal, noise=noise, blocked=blocked)
 
 
 # ================================================================================================
@@ -668,6 +694,24 @@ def _disc_mask(shape: tuple[int, int], centres_xy: np.ndarray, radius: float) ->
     return mask
 
 
+def _noise_variance(cfg: SyntheticConfig) -> float:
+    """Nominal per-pixel noise variance: shot noise, solvent noise and background mottle."""
+    dose = cfg.dose_per_pixel
+    return dose * (1.0 + cfg.structural_noise_fraction) + (cfg.background_mottle * dose) ** 2
+
+
+def _mottle_field(rng: np.random.Generator, shape: tuple[int, int], pixel_size_a: float,
+                  length_a: float) -> np.ndarray:
+    """Zero-mean, unit-variance Gaussian field with power ``(1 + (k L)^2)^-1.25``: smooth
+    fluctuations on scales of ``L`` and longer, with a weak tail down to the particle scale."""
+    k2, _, _ = _frequency_grid(shape, pixel_size_a)
+    amplitude = (1.0 + k2 * np.float32(length_a**2)) ** np.float32(-0.625)
+    spectrum = rng.standard_normal(k2.shape, dtype=np.float32) + 1j * rng.standard_normal(k2.shape, dtype=np.float32)
+    spectrum[0, 0] = 0.0
+    field_ = np.fft.irfft2(spectrum * amplitude, s=shape)
+    return (field_ / field_.std()).astype(np.float32)
+
+
 def _thickness_field(rng: np.random.Generator, shape: tuple[int, int], amplitude: float) -> np.ndarray:
     """Relative ice thickness ``1 + amplitude * f`` with ``f`` a smooth field in about [-1, 1]:
     a tilt plus three long-wavelength waves (evaluated separably)."""
@@ -700,7 +744,7 @@ def _add_ice(rng: np.random.Generator, cfg: SyntheticConfig, tau: np.ndarray, ph
     rows, cols = tau.shape
     out = []
     for _ in range(int(rng.poisson(cfg.ice_per_micrograph))):
-        cx, cy = rng.uniform(0, cols), rng.uniform(0, rows)
+        cx, cy = rng.uniform(0, cols - 1), rng.uniform(0, rows - 1)
         radius = 0.5 * rng.uniform(*cfg.ice_diameter_a) / cfg.pixel_size_a
         lobes = [(cx, cy, radius)]
         for _ in range(int(rng.integers(0, 3))):
@@ -725,7 +769,7 @@ def _add_ice(rng: np.random.Generator, cfg: SyntheticConfig, tau: np.ndarray, ph
             s = np.clip((edge_r - r) / width, 0.0, 1.0)
             profile = s * s * (3 - 2 * s) * (0.6 + 0.4 * np.sqrt(np.clip(1 - (r / edge_r) ** 2, 0.0, 1.0)))
             thick = np.maximum(thick, profile)
-        tau[y0:y1, x0:x1] += rng.uniform(1.2, 2.5) * thick
+        tau[y0:y1, x0:x1] += rng.uniform(0.6, 2.5) * thick
         phase[y0:y1, x0:x1] += rng.uniform(3.0, 6.0) * thick
         blocked[y0:y1, x0:x1] |= thick > 0.02
         out.append((float(cx), float(cy), "ice"))
@@ -807,7 +851,7 @@ def _place_particles(rng: np.random.Generator, cfg: SyntheticConfig, blocked: np
 def _add_blobs(rng: np.random.Generator, cfg: SyntheticConfig, centres: np.ndarray, blocked: np.ndarray,
                tau: np.ndarray, phase: np.ndarray) -> list[tuple[float, float, str]]:
     """Add small dense blobs (denatured protein, metal-rich aggregates): compact, darker per
-    pixel than particles, made of 1-3 Gaussians. They do not overlap particles or ice."""
+    pixel than particles, made of 1-3 Gaussians. They stay off particles, ice and carbon."""
     rows, cols = tau.shape
     out = []
     n = int(rng.integers(cfg.blobs_per_micrograph[0], cfg.blobs_per_micrograph[1] + 1))
@@ -820,7 +864,7 @@ def _add_blobs(rng: np.random.Generator, cfg: SyntheticConfig, centres: np.ndarr
             continue
         if blocked[int(y), int(x)]:
             continue
-        strength_phase, strength_tau = rng.uniform(6.0, 12.0), rng.uniform(0.05, 0.2)
+        strength_phase, strength_tau = rng.uniform(4.0, 10.0), rng.uniform(0.05, 0.2)
         for _ in range(int(rng.integers(1, 4))):
             sx = x + rng.uniform(-0.4, 0.4) * radius
             sy = y + rng.uniform(-0.4, 0.4) * radius
