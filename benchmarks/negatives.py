@@ -29,21 +29,13 @@ from picker_gui.core.metrics import match_picks, precision_recall_curve  # noqa:
 from picker_gui.core.mrc_io import Micrograph, MicrographHeader  # noqa: E402
 from picker_gui.core.preprocess import PreprocessParams, preprocess_micrograph  # noqa: E402
 from picker_gui.core.synthetic import SyntheticConfig, generate_micrographs  # noqa: E402
-from picker_gui.core.training import LabeledMicrograph, TrainConfig, train  # noqa: E402
+from picker_gui.core.training import LabeledMicrograph, TrainConfig, run_training, train  # noqa: E402
 
 
 def _prep(m, params):
     path = Path(f"{m.name}.mrc")
     mic = Micrograph(path, m.image, m.pixel_size_a, MicrographHeader(path, m.image.shape, 2, m.pixel_size_a))
     return preprocess_micrograph(mic, params)
-
-
-def _run(gen):
-    while True:
-        try:
-            next(gen)
-        except StopIteration as end:
-            return end.value
 
 
 def _on_junk(picks: CoordinateTable, junk: CoordinateTable, truth: CoordinateTable, diameter: float) -> np.ndarray:
@@ -88,7 +80,7 @@ def one_seed(seed: int, args) -> dict:
             seed=seed,
             device="cpu",
         )
-        result = _run(train(items, config))
+        result = run_training(train(items, config))
         picks = CoordinateTable.concat(
             extract_picks(score_map(result.model, p.image), p, diameter_ds / 2, name=p.path.name) for _, p in test_m
         )

@@ -171,7 +171,7 @@ def ours_worker(job_path: Path) -> None:
     import torch
 
     from picker_gui.core.inference import extract_picks, score_map
-    from picker_gui.core.training import LabeledMicrograph, TrainConfig, train
+    from picker_gui.core.training import LabeledMicrograph, TrainConfig, run_training, train
 
     job = json.loads(job_path.read_text())
     torch.set_num_threads(job["threads"])
@@ -201,12 +201,7 @@ def ours_worker(job_path: Path) -> None:
         max_seconds=job["max_seconds"],
     )
     t0 = time.perf_counter()
-    gen = train(items, config, on_validation=on_validation)
-    try:
-        while True:
-            next(gen)
-    except StopIteration as end:
-        result = end.value
+    result = run_training(train(items, config, on_validation=on_validation))
     wall = time.perf_counter() - t0  # includes the test evaluations; train_time_s below does not
     per_mic = []
     picks = []

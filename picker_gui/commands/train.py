@@ -28,7 +28,7 @@ from picker_gui.core.models import ARCHITECTURES, save_model
 from picker_gui.core.mrc_io import find_micrographs
 from picker_gui.core.objectives import OBJECTIVES
 from picker_gui.core.preprocess import PreprocessParams, preprocess_file
-from picker_gui.core.training import LabeledMicrograph, TrainConfig, train
+from picker_gui.core.training import LabeledMicrograph, TrainConfig, run_training, train
 
 logger = logging.getLogger(__name__)
 
@@ -111,22 +111,19 @@ def main(args: argparse.Namespace) -> int:
         "particle_diameter_a": args.diameter_a,
         "original_pixel_size_a": first.pixel_size_a / first.scale[1],
     }
-    gen = train(items, config, metadata=metadata)
-    try:
-        while True:
-            report = next(gen)
-            if report.val_ap is not None:
-                logger.info(
-                    "step %5d  %5.0f s  loss %.4f%s  validation AP %.3f (best %.3f)",
-                    report.step,
-                    report.elapsed_s,
-                    report.loss,
-                    f"  GE {report.ge_penalty:.4f}" if report.ge_penalty is not None else "",
-                    report.val_ap,
-                    report.best_val_ap,
-                )
-    except StopIteration as end:
-        result = end.value
+    def log_validation(report) -> None:
+        if report.val_ap is not None:
+            logger.info(
+                "step %5d  %5.0f s  loss %.4f%s  validation AP %.3f (best %.3f)",
+                report.step,
+                report.elapsed_s,
+                report.loss,
+                f"  GE {report.ge_penalty:.4f}" if report.ge_penalty is not None else "",
+                report.val_ap,
+                report.best_val_ap,
+            )
+
+    result = run_training(train(items, config, metadata=metadata), log_validation)
     save_model(args.out, result.model, result.metadata)
     logger.info("saved the model to %s", args.out)
     return report_failures(failures, len(paths), "micrographs")

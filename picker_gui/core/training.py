@@ -464,3 +464,14 @@ def train(
         "n/a" if best_ap is None else f"{best_ap:.3f}",
     )
     return TrainResult(model, meta, history, stopped_by)
+
+
+def run_training(gen: Generator[TrainReport, None, TrainResult], on_report: Callable[[TrainReport], None] | None = None) -> TrainResult:
+    """Drive a :func:`train` generator to its end (headless callers), passing each report on."""
+    while True:
+        try:
+            report = next(gen)
+        except StopIteration as end:
+            return end.value
+        if on_report is not None:
+            on_report(report)

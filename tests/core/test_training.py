@@ -15,7 +15,7 @@ from picker_gui.core.metrics import evaluate
 from picker_gui.core.models import load_model, save_model
 from picker_gui.core.objectives import GEBinomial, UNLABELED, POSITIVE, disc_pixels, pi_from_expected
 from picker_gui.core.preprocess import Normalization, Preprocessed
-from picker_gui.core.training import LabeledMicrograph, TrainConfig, select_device, split_validation, train
+from picker_gui.core.training import LabeledMicrograph, TrainConfig, run_training, select_device, split_validation, train
 
 DIAMETER = 8.0  # px
 
@@ -69,11 +69,7 @@ def _config(objective: str, **kw) -> TrainConfig:
 
 def _run(gen):
     reports = []
-    while True:
-        try:
-            reports.append(next(gen))
-        except StopIteration as stop:
-            return reports, stop.value
+    return reports, run_training(gen, reports.append)
 
 
 def _test_ap(model, test) -> float:
@@ -121,14 +117,13 @@ def test_cancel_stops_within_a_few_steps_and_keeps_a_model(data):
     stop = threading.Event()
     gen = train(items, _config("ge-binomial", max_steps=10_000, max_seconds=600), stop=stop)
     steps = []
-    try:
-        while True:
-            report = next(gen)
-            steps.append(report.step)
-            if report.step == 5:
-                stop.set()  # as the GUI's Cancel button does, from another thread
-    except StopIteration as end:
-        result = end.value
+
+    def on_report(report):
+        steps.append(report.step)
+        if report.step == 5:
+            stop.set()  # as the GUI's Cancel button does, from another thread
+
+    result = run_training(gen, on_report)
     assert steps == [1, 2, 3, 4, 5]
     assert result.stopped_by == "cancelled"
     assert result.metadata["steps"] == 5  # the step that saw the flag did no work
