@@ -14,6 +14,7 @@ Micrographs are matched by *key*: the basename without its extension, so that
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import PurePath
 from typing import Iterable, Iterator, Mapping
 
@@ -81,9 +82,21 @@ class CoordinateTable:
         for name in COLUMNS:
             if len(getattr(self, name)) != n:
                 raise ValueError(f"column {name!r} has {len(getattr(self, name))} rows, expected {n}")
-        bad = set(np.unique(self.kind)) - set(KINDS) if n else set()
-        if bad:
-            raise ValueError(f"unknown particle kind(s) {sorted(bad)}; expected one of {KINDS}")
+        known = np.zeros(n, dtype=bool)
+        for kind in KINDS:
+            known |= self.kind == kind
+        if not known.all():
+            bad = sorted({str(k) for k in self.kind[~known]})
+            raise ValueError(f"unknown particle kind(s) {bad}; expected one of {KINDS}")
+
+    @classmethod
+    def _from_checked(cls, columns: dict[str, np.ndarray]) -> "CoordinateTable":
+        """A table from columns taken from valid tables (row selections, concatenations):
+        nothing to check again."""
+        table = object.__new__(cls)
+        for name in COLUMNS:
+            object.__setattr__(table, name, columns[name])
+        return table
 
     # -- construction -------------------------------------------------------------------
     @classmethod
@@ -124,7 +137,7 @@ class CoordinateTable:
         tables = list(tables)
         if not tables:
             return cls.empty()
-        return cls(**{c: np.concatenate([getattr(t, c) for t in tables]) for c in COLUMNS})
+        return cls._from_checked({c: np.concatenate([getattr(t, c) for t in tables]) for c in COLUMNS})
 
     # -- access -------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -132,12 +145,25 @@ class CoordinateTable:
 
     def __getitem__(self, index) -> "CoordinateTable":
         """Rows selected by a boolean mask, an index array or a slice."""
-        return CoordinateTable(**{c: np.atleast_1d(getattr(self, c)[index]) for c in COLUMNS})
+        return CoordinateTable._from_checked({c: np.atleast_1d(getattr(self, c)[index]) for c in COLUMNS})
+
+    @cached_property
+    def _key_codes(self) -> tuple[np.ndarray, np.ndarray]:
+        """(distinct keys in order of first appearance, code of every row into them),
+        computed once per table: a key is worked out per distinct name, not per row."""
+        import pandas as pd
+
+        if not len(self):
+            return np.array([], dtype=object), np.zeros(0, dtype=np.int64)
+        name_codes, names = pd.factorize(self.micrograph, sort=False)
+        key_codes, keys = pd.factorize(np.array([micrograph_key(n) for n in names], dtype=object), sort=False)
+        return np.asarray(keys, dtype=object), key_codes[name_codes].astype(np.int64)
 
     @property
     def keys(self) -> np.ndarray:
         """Micrograph key (basename without extension) of every row."""
-        return np.array([micrograph_key(m) for m in self.micrograph], dtype=object)
+        distinct, codes = self._key_codes
+        return distinct[codes]
 
     @property
     def has_scores(self) -> bool:
@@ -145,19 +171,24 @@ class CoordinateTable:
 
     def micrographs(self) -> list[str]:
         """Distinct micrograph keys in order of first appearance."""
-        seen: dict[str, None] = {}
-        for k in self.keys:
-            seen.setdefault(k, None)
-        return list(seen)
+        return [str(k) for k in self._key_codes[0]]
 
     def for_micrograph(self, name: str) -> "CoordinateTable":
         """Rows of one micrograph, matched by key."""
-        return self[self.keys == micrograph_key(name)]
+        distinct, codes = self._key_codes
+        where = np.flatnonzero(distinct == micrograph_key(name))
+        if not len(where):
+            return self[np.zeros(len(self), dtype=bool)]
+        return self[codes == where[0]]
 
     def groupby_micrograph(self) -> Iterator[tuple[str, "CoordinateTable"]]:
-        keys = self.keys
-        for k in self.micrographs():
-            yield k, self[keys == k]
+        """(key, rows) per micrograph in order of first appearance; rows keep their order."""
+        distinct, codes = self._key_codes
+        order = np.argsort(codes, kind="stable")
+        grouped = self[order]  # one gather of every column, then contiguous slices
+        bounds = np.searchsorted(codes[order], np.arange(len(distinct) + 1))
+        for i, k in enumerate(distinct):
+            yield str(k), grouped[bounds[i] : bounds[i + 1]]
 
     def xy(self) -> np.ndarray:
         """``(n, 2)`` array of centres, columns x then y."""

@@ -46,4 +46,14 @@ class CoordinateFormatError(PickerError):
 
 
 class UsageError(PickerError):
-    """Options that cannot work together, or a value out of range."""
+    """Options that cannot work together, or a value out of range.
+
+    ``option`` names the setting in the command line's terms (``"--diameter-a"``); the
+    command line puts it in front of the message, the window shows the message alone (its
+    own label is beside the control).
+    """
+
+    def __init__(self, message: str, option: str | None = None) -> None:
+        self.message = message
+        self.option = option
+        super().__init__(f"{option}: {message}" if option else message)
