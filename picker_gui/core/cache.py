@@ -3,8 +3,9 @@
 An entry is keyed by the micrograph's absolute path, size and modification time and by the
 preprocessing parameters, so editing or replacing a file, or changing a parameter, misses
 the cache instead of serving stale pixels. Entries are a ``.npy`` image and a ``.json``
-description, each written to a temporary name and renamed, so a crash never leaves a
-half-written entry that looks valid.
+description, each written to a unique temporary name, synced and renamed, so a crash or a
+full disk never leaves a half-written entry that looks valid. An entry whose image is not
+finite is ignored (and recomputed).
 """
 
 from __future__ import annotations
@@ -12,20 +13,21 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from os import PathLike
 from pathlib import Path
 
 import numpy as np
 
 from picker_gui.core.mrc_io import read_micrograph
-from picker_gui.core.paths import atomic_write_bytes, user_folder
+from picker_gui.core.paths import atomic_path, atomic_write_bytes, user_folder
 from picker_gui.core.preprocess import Normalization, Preprocessed, PreprocessParams, preprocess_micrograph
 
 logger = logging.getLogger(__name__)
 
 #: Bump when preprocessing changes its output, so that old entries are not reused.
-CACHE_VERSION = 1
+#: 2: hot pixels replaced when reading; non-finite results refused; 16-px floor of the
+#: automatic downsampling applied with floor() instead of round().
+CACHE_VERSION = 2
 
 
 def default_cache_dir() -> Path:
@@ -72,6 +74,9 @@ class PreprocessCache:
         except (OSError, ValueError) as exc:
             logger.warning("ignoring unreadable cache entry %s: %s", npy, exc)
             return None
+        if image.ndim != 2 or not np.isfinite(image).all():
+            logger.warning("ignoring cache entry %s: not a finite 2D image", npy)
+            return None
         return Preprocessed(
             path=Path(path),
             image=image,
@@ -86,9 +91,9 @@ class PreprocessCache:
         key = self.key(result.path, params)
         npy, meta_path = self._paths(key)
         self.folder.mkdir(parents=True, exist_ok=True)
-        tmp = npy.with_name(f".{npy.stem}.{os.getpid()}.tmp.npy")
-        np.save(tmp, np.ascontiguousarray(result.image, dtype=np.float32))
-        tmp.replace(npy)
+        with atomic_path(npy) as tmp:  # tmp ends in .npy, so np.save adds no suffix
+            with open(tmp, "wb") as fh:
+                np.save(fh, np.ascontiguousarray(result.image, dtype=np.float32))
         meta = {
             "source": str(Path(result.path).resolve()),
             "scale": list(result.scale),

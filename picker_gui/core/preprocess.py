@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from picker_gui.core.errors import MicrographError, UsageError
 from picker_gui.core.mrc_io import Micrograph, read_micrograph
 
 if TYPE_CHECKING:
@@ -36,6 +37,14 @@ logger = logging.getLogger(__name__)
 TOPAZ_RECEPTIVE_FIELD_PX = 71
 #: Below this diameter (downsampled px) a particle has too few pixels to be recognised.
 MIN_PARTICLE_PX = 16.0
+#: Below this diameter (downsampled px) there is nothing left to pick: refused.
+HARD_MIN_PARTICLE_PX = 4.0
+#: A downsampled micrograph must keep at least this many pixels on its short side.
+MIN_DOWNSAMPLED_SIDE_PX = 64
+#: A particle must span at least this many original pixels.
+MIN_DIAMETER_PX = 2.0
+#: Pixel sizes a user may give (Å); outside this range it is a typo or a unit mix-up.
+PIXEL_SIZE_RANGE_A = (0.1, 100.0)
 NORMALIZATIONS = ("gmm", "affine")
 
 
@@ -126,21 +135,127 @@ def auto_downsample_factor(diameter_a: float, pixel_size_a: float) -> tuple[int,
     RELION sizes Topaz with ``max(4, round(2 * diameter_px / 71))``: the particle then
     fits the 71-px receptive field with room for its surroundings. The floor of 4 assumes
     a raw micrograph at about 1 Å/px; on micrographs that were already binned it would
-    shrink a particle to a handful of pixels, so here the floor gives way where it would
-    leave fewer than 16 px across the particle.
+    shrink a particle to a handful of pixels, so here the floor gives way to the largest
+    whole factor that leaves at least 16 px across the particle (none below 16 px).
     """
-    if diameter_a <= 0 or pixel_size_a <= 0:
+    if not (diameter_a > 0 and pixel_size_a > 0 and math.isfinite(diameter_a) and math.isfinite(pixel_size_a)):
         raise ValueError("particle diameter and pixel size must be positive")
     diameter_px = diameter_a / pixel_size_a
     fit = 2.0 * diameter_px / TOPAZ_RECEPTIVE_FIELD_PX
-    floor = min(4.0, diameter_px / MIN_PARTICLE_PX)
-    factor = max(1, round(max(fit, floor)))
+    if fit >= 4.0:
+        factor = round(fit)
+        why = f"fits the {TOPAZ_RECEPTIVE_FIELD_PX}-px receptive field, as RELION sizes Topaz"
+    elif diameter_px >= 4 * MIN_PARTICLE_PX:
+        factor = 4
+        why = f"RELION's floor of 4; at least {MIN_PARTICLE_PX:g} px across"
+    elif diameter_px >= 2 * MIN_PARTICLE_PX:
+        factor = math.floor(diameter_px / MIN_PARTICLE_PX)
+        why = f"RELION's floor of 4 lowered to keep at least {MIN_PARTICLE_PX:g} px across"
+    else:
+        factor = 1
+        why = (f"no downsampling: the particle is already under {2 * MIN_PARTICLE_PX:g} px, "
+               f"so any factor would leave fewer than {MIN_PARTICLE_PX:g} px")
     reason = (
         f"particle {diameter_a:g} Å = {diameter_px:.1f} px at {pixel_size_a:.4g} Å/px; "
-        f"downsampling x{factor} leaves {diameter_px / factor:.1f} px across it "
-        f"({'fits the receptive field' if fit >= floor else 'RELION-style floor of 4, kept above 16 px'})"
+        f"downsampling x{factor} leaves {diameter_px / factor:.1f} px across it ({why})"
     )
     return factor, reason
+
+
+def check_sizes(
+    shape: tuple[int, int],
+    pixel_size_a: float | None,
+    diameter_a: float | None = None,
+    downsample: float | None = None,
+    *,
+    downsample_option: str = "--downsample",
+) -> list[str]:
+    """Refuse sizes that cannot work, before any work; return warnings for doubtful ones.
+
+    Parameters
+    ----------
+    shape
+        ``(rows, cols)`` of the original micrograph.
+    pixel_size_a
+        Its pixel size in Å (the user's or the header's), or None when unknown.
+    diameter_a
+        Particle diameter in Å.
+    downsample
+        The downsampling factor that will be used.
+    downsample_option
+        The option the factor came from, for the message (``"--target-pixel-size"`` when
+        the factor was derived from it).
+
+    Raises
+    ------
+    UsageError
+        With ``option`` named as on the command line: a pixel size outside 0.1–100 Å
+        (``--pixel-size``); a particle larger than the micrograph's short side or smaller
+        than 2 pixels (``--diameter-a``); a factor below 1, or one that leaves fewer than
+        64 px on the short side or less than 4 px across the particle (``downsample_option``).
+    """
+    rows, cols = int(shape[0]), int(shape[1])
+    warnings: list[str] = []
+    if pixel_size_a is not None:
+        _check_pixel_size(pixel_size_a)
+    size_a = f"{cols * pixel_size_a:.0f}×{rows * pixel_size_a:.0f} Å" if pixel_size_a else None
+    diameter_px = None
+    if diameter_a is not None:
+        if not (diameter_a > 0 and math.isfinite(diameter_a)):
+            raise UsageError(f"the particle diameter must be a positive number of Å, got {diameter_a:g}", option="--diameter-a")
+        if pixel_size_a is None:
+            warnings.append(f"no pixel size: the particle diameter of {diameter_a:g} Å cannot be checked against "
+                            f"the micrograph; give --pixel-size")
+        else:
+            diameter_px = diameter_a / pixel_size_a
+            if diameter_px > min(rows, cols):
+                raise UsageError(
+                    f"a {diameter_a:g} Å particle is {diameter_px:.0f} px across at {pixel_size_a:.4g} Å/px, larger "
+                    f"than the micrograph ({cols}×{rows} px = {size_a}); is the diameter in Å and the pixel size right?",
+                    option="--diameter-a",
+                )
+            if diameter_px < MIN_DIAMETER_PX:
+                raise UsageError(
+                    f"a {diameter_a:g} Å particle is {diameter_px:.2g} px across at {pixel_size_a:.4g} Å/px, less than "
+                    f"{MIN_DIAMETER_PX:g} pixels (the micrograph is {cols}×{rows} px = {size_a}); "
+                    f"is the diameter in Å and the pixel size right?",
+                    option="--diameter-a",
+                )
+            if diameter_px > min(rows, cols) / 2:
+                warnings.append(f"a {diameter_a:g} Å particle ({diameter_px:.0f} px) is more than half the "
+                                f"micrograph's short side ({min(rows, cols)} px): few fit on one micrograph")
+    if downsample is not None:
+        factor = float(downsample)
+        if not (factor >= 1 and math.isfinite(factor)):
+            raise UsageError(f"the downsampling factor must be at least 1, got {factor:g}", option=downsample_option)
+        out_rows, out_cols = downsampled_shape((rows, cols), factor)
+        if min(out_rows, out_cols) < MIN_DOWNSAMPLED_SIDE_PX:
+            raise UsageError(
+                f"downsampling x{factor:.3g} leaves {out_cols}×{out_rows} px of a {cols}×{rows} micrograph; "
+                f"at least {MIN_DOWNSAMPLED_SIDE_PX} px must remain on the short side "
+                f"(x{min(rows, cols) / MIN_DOWNSAMPLED_SIDE_PX:.3g} at most)",
+                option=downsample_option,
+            )
+        if diameter_px is not None:
+            left = diameter_px / factor
+            if left < HARD_MIN_PARTICLE_PX:
+                raise UsageError(
+                    f"downsampling x{factor:.3g} leaves the {diameter_a:g} Å particle {left:.1f} px across; "
+                    f"at least {HARD_MIN_PARTICLE_PX:g} px are needed and {MIN_PARTICLE_PX:g} or more recommended "
+                    f"(x{max(1.0, diameter_px / MIN_PARTICLE_PX):.3g} or less)",
+                    option=downsample_option,
+                )
+            if left < MIN_PARTICLE_PX:
+                warnings.append(f"downsampling x{factor:.3g} leaves the particle only {left:.1f} px across; "
+                                f"{MIN_PARTICLE_PX:g} or more are recommended")
+    return warnings
+
+
+def _check_pixel_size(pixel_size_a: float, option: str = "--pixel-size") -> None:
+    lo, hi = PIXEL_SIZE_RANGE_A
+    if not (lo <= pixel_size_a <= hi):  # also refuses NaN
+        raise UsageError(f"a pixel size of {pixel_size_a:g} Å is outside {lo:g}–{hi:g} Å; "
+                         f"give the pixel size of the micrographs in Å", option=option)
 
 
 # -- normalisation -----------------------------------------------------------------------
@@ -158,8 +273,10 @@ class Normalization:
 
 
 def fit_affine(image: np.ndarray) -> Normalization:
-    std = float(image.std())
-    return Normalization("affine", float(image.mean()), std if std > 0 else 1.0)
+    # float64: the squares of large float32 values overflow float32.
+    mean = float(np.mean(image, dtype=np.float64))
+    std = float(np.std(image, dtype=np.float64))
+    return Normalization("affine", mean, std if std > 0 else 1.0)
 
 
 def _gmm_em(x: np.ndarray, pi: float, alpha: float, beta: float, iters: int, tol: float):
@@ -291,8 +408,16 @@ class PreprocessParams:
             raise ValueError("give a downsampling factor or a target pixel size, not both")
         if self.normalization not in NORMALIZATIONS:
             raise ValueError(f"unknown normalisation {self.normalization!r}; expected one of {NORMALIZATIONS}")
-        if self.downsample is not None and self.downsample < 1:
-            raise ValueError(f"downsampling factor must be at least 1, got {self.downsample}")
+        if self.downsample is not None and not (self.downsample >= 1 and math.isfinite(self.downsample)):
+            raise UsageError(f"the downsampling factor must be at least 1, got {self.downsample:g}", option="--downsample")
+        if self.target_pixel_size_a is not None and not (self.target_pixel_size_a > 0 and math.isfinite(self.target_pixel_size_a)):
+            raise UsageError(f"the target pixel size must be a positive number of Å, got {self.target_pixel_size_a:g}",
+                             option="--target-pixel-size")
+        if self.diameter_a is not None and not (self.diameter_a > 0 and math.isfinite(self.diameter_a)):
+            raise UsageError(f"the particle diameter must be a positive number of Å, got {self.diameter_a:g}",
+                             option="--diameter-a")
+        if self.pixel_size_a is not None:
+            _check_pixel_size(self.pixel_size_a)
 
     def factor_for(self, pixel_size_a: float | None) -> tuple[float, str]:
         """The downsampling factor for a micrograph of this pixel size, and why."""
@@ -335,15 +460,37 @@ class Preprocessed:
 
 
 def preprocess_micrograph(micrograph: Micrograph, params: PreprocessParams) -> Preprocessed:
-    """Downsample and normalise one micrograph already in memory."""
+    """Downsample and normalise one micrograph already in memory.
+
+    Raises
+    ------
+    MicrographError
+        The normalisation or the normalised image is not finite (NaN or infinite): never
+        returned as a result.
+    """
     factor, reason = params.factor_for(micrograph.pixel_size_a)
     logger.debug("%s: %s", micrograph.path, reason)
     image, scale = downsample(micrograph.image, factor)
     norm = fit_normalization(image, params.normalization)
+    if not (math.isfinite(norm.mean) and math.isfinite(norm.std) and norm.std > 0):
+        raise MicrographError(
+            micrograph.path,
+            f"{norm.method} normalisation failed (mean {norm.mean:.4g}, std {norm.std:.4g}): the image holds values "
+            f"too large or too uniform to normalise (range {float(np.min(image)):.4g} to {float(np.max(image)):.4g})",
+        )
+    normalized = norm.apply(image)
+    finite = np.isfinite(normalized)
+    if not finite.all():
+        n_bad = int(finite.size - np.count_nonzero(finite))
+        raise MicrographError(
+            micrograph.path,
+            f"preprocessing gave {n_bad} of {finite.size} pixels NaN or infinite (values too large for "
+            f"float32 arithmetic; range {float(np.min(micrograph.image)):.4g} to {float(np.max(micrograph.image)):.4g})",
+        )
     pixel = micrograph.pixel_size_a * scale[1] if micrograph.pixel_size_a else None
     return Preprocessed(
         path=micrograph.path,
-        image=norm.apply(image),
+        image=normalized,
         scale=scale,
         original_shape=micrograph.shape,
         pixel_size_a=pixel,
