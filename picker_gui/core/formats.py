@@ -15,6 +15,9 @@ name                      read   write  what it is
 ``relion``                yes    yes    RELION per-micrograph STAR, ``<mic>_<suffix>.star``
 ``relion-list``           yes    yes    RELION 4/5 ``data_coordinate_files`` list + its files
 ``star-particles``        yes    yes    one ``data_particles`` loop with micrograph names
+``labels``                yes    yes    picker-gui's own ``labels.star``: ``data_particles`` and
+                                        ``data_negatives``, each ``rlnMicrographName
+                                        rlnCoordinateX rlnCoordinateY``; keeps negative labels
 ``box``                   yes    yes    EMAN ``.box``: ``x_ll y_ll w h [score]``, one micrograph
 ``topaz``                 yes    yes    ``image_name x_coord y_coord [score]`` (tab separated)
 ``csv``                   yes    yes    ``micrograph,x,y,score,kind,source`` (picker-gui's own)
@@ -29,26 +32,46 @@ the micrograph height in original pixels. Writing does the reverse in the revers
 original pixels first, then ``file_value = canonical * scale``. A ``box_size`` is always in pixels
 of the *file* (after ``scale``), so the width column of a written ``.box`` equals ``box_size``.
 
+Names and writing
+-----------------
+STAR is read and written by :mod:`picker_gui.core.star` (not the ``starfile`` package, which
+mangles names with quotes or ``#``): names with spaces, quotes, ``#`` or non-ASCII letters round
+trip through every format that carries names (STAR and CSV quote them; Topaz text is tab
+separated, so only a tab or a line break in a name is refused; ``.box`` and RELION
+per-micrograph files carry the name in the file name, so ``/`` or NUL is refused there). Every
+file is written through :func:`~picker_gui.core.paths.atomic_output`: a full disk or a crash
+leaves the previous file as it was and no temporary file behind.
+
+RELION 4/5 matches ``rlnMicrographName`` of a coordinate list against the full micrograph path
+of its MotionCorr/CtfFind job and resolves ``rlnMicrographCoordinates`` from the RELION project
+folder: :func:`relion_micrograph_names` reads both from a ``micrographs_ctf.star``, and
+:func:`write_coordinates` takes them as ``micrograph_names`` and ``relion_project``.
+
+The project's labels are kept in the ``labels`` format (:func:`write_labels_file`,
+:func:`read_labels_file`; the latter also reads other STAR coordinate files and says so).
+
 Every problem with a file is reported as a :class:`~picker_gui.core.errors.CoordinateFormatError`
-that names the file and, where known, the line (text formats) or column (STAR/CSV).
+that names the file and, where known, the line (text formats and STAR) or column (STAR/CSV).
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import logging
 import math
 import os
 import re
-import shlex
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from picker_gui.core.coords import NEGATIVE, PARTICLE, CoordinateTable
+from picker_gui.core import star
+from picker_gui.core.coords import NEGATIVE, PARTICLE, CoordinateTable, micrograph_key
 from picker_gui.core.errors import CoordinateFormatError
+from picker_gui.core.paths import atomic_output
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -84,6 +107,14 @@ _ALIASES: dict[str, tuple[str, ...]] = {
 
 _CRYOSPARC_UID = re.compile(r"^\d{10,}_")
 
+#: First comment line of a labels file written by picker-gui.
+_LABELS_MARK = "picker-gui labels"
+LABELS_COMMENT = f"{_LABELS_MARK}: particle centres in original-micrograph pixels (x = column, y = row)"
+_LABEL_BLOCKS = (("particles", PARTICLE), ("negatives", NEGATIVE))
+_LABEL_COLUMNS = (_MIC, _X, _Y)
+#: What the messages tell a user to give when a box size is needed.
+_NEEDS_BOX_SIZE = "needs the box size (--box-size)"
+
 
 @dataclass(frozen=True)
 class _ReadOptions:
@@ -99,6 +130,10 @@ class _WriteOptions:
 
     box_size: float | None
     suffix: str
+    #: micrograph key -> the name RELION knows (``rlnMicrographName``), for STAR lists/particles.
+    micrograph_names: Mapping[str, str] | None = None
+    #: RELION project folder that ``rlnMicrographCoordinates`` entries are relative to.
+    relion_project: Path | None = None
 
 
 Reader = Callable[[Path, _ReadOptions], CoordinateTable]
@@ -137,6 +172,8 @@ def _format_score(value: float) -> str:
 
 def _parse_float(path: Path, text: str, *, line: int | None = None, column: str | None = None) -> float:
     """``float(text)`` or a :class:`CoordinateFormatError` naming the value and where it was."""
+    if not text.strip():
+        raise CoordinateFormatError(path, "the value is missing (empty field)", line=line, column=column)
     try:
         return float(text)
     except ValueError:
@@ -153,16 +190,17 @@ def _optional_float(path: Path, text: str, *, line: int | None = None, column: s
 
 def _check_finite(path: Path, x: np.ndarray, y: np.ndarray, *, lines: Sequence[int] | None = None,
                   x_name: str | None = None, y_name: str | None = None) -> None:
-    """Raise when a coordinate is NaN or infinite, naming the first such row."""
+    """Raise when a coordinate is missing (NaN) or infinite, naming the first such row or line."""
     for values, name in ((x, x_name), (y, y_name)):
         bad = np.flatnonzero(~np.isfinite(values))
         if bad.size:
             i = int(bad[0])
+            value = float(values[i])
+            problem = ("the coordinate is missing (empty, NaN or NA)" if math.isnan(value)
+                       else f"coordinate {value!r} is not a finite number")
             if lines is not None:
-                raise CoordinateFormatError(path, f"coordinate {float(values[i])!r} is not a finite number",
-                                            line=lines[i], column=name)
-            raise CoordinateFormatError(
-                path, f"coordinate {float(values[i])!r} in row {i + 1} is not a finite number", column=name)
+                raise CoordinateFormatError(path, problem, line=int(lines[i]), column=name)
+            raise CoordinateFormatError(path, f"{problem} (row {i + 1})", column=name)
 
 
 def _strip_pick_suffix(stem: str) -> str:
@@ -185,9 +223,11 @@ def _is_blank_file(path: Path) -> bool:
 
 
 def _read_text_lines(path: Path) -> list[str]:
+    """The lines of a text file (LF, CRLF or CR; not the other characters ``splitlines`` breaks at,
+    which may be part of a name)."""
     try:
-        with open(path, encoding="utf-8-sig", errors="replace", newline="") as fh:
-            return fh.read().splitlines()
+        with open(path, encoding="utf-8-sig", errors="replace", newline=None) as fh:
+            return fh.read().split("\n")
     except OSError as exc:
         raise CoordinateFormatError(path, f"cannot read the file ({exc.strerror or exc})") from None
 
@@ -214,59 +254,50 @@ def _make_parent(path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
 
 
+def _write_text(path: Path, text: str) -> None:
+    """Write a whole text file atomically (see :func:`~picker_gui.core.paths.atomic_output`)."""
+    _make_parent(path)
+    with atomic_output(path, "w", encoding="utf-8", newline="\n") as fh:
+        fh.write(text)
+
+
+def _check_file_key(path: Path, key: str, fmt: str) -> None:
+    """Refuse a micrograph key that cannot be a file name (format ``fmt`` names files by key)."""
+    if key in ("", ".", "..") or "/" in key or "\0" in key:
+        raise CoordinateFormatError(path, f"the micrograph name {key!r} cannot be a file name, and format "
+                                          f"{fmt!r} names one file per micrograph after it; rename it")
+
+
 # ================================================================================================
 # STAR helpers
 # ================================================================================================
 def _read_star_blocks(path: Path) -> Blocks:
     """All data blocks of a STAR file as ``{name: DataFrame}``; key-value blocks become one row.
 
+    Read by :func:`picker_gui.core.star.read_star`; the result also tells the line of each row.
+
     Raises
     ------
     CoordinateFormatError
-        For an empty file or one starfile cannot parse.
+        For an empty file, one that is not STAR, or a malformed one (naming the line).
     """
-    import pandas as pd
-    import starfile
-
-    if _is_blank_file(path):
-        raise CoordinateFormatError(path, "the file is empty")
-    try:
-        raw = starfile.read(path, always_dict=True, parse_as_string=[_MIC, _MIC_COORDS])
-    except Exception as exc:  # starfile/pandas raise many types for malformed files
-        ragged = _find_ragged_star_row(path)
-        if ragged is not None:
-            line, expected, found = ragged
-            raise CoordinateFormatError(
-                path, f"the loop has {expected} columns but this row has {found} values", line=line) from None
-        raise CoordinateFormatError(path, f"not a readable STAR file ({type(exc).__name__}: {exc})") from None
-    if not raw:
-        raise CoordinateFormatError(path, "no STAR data block (data_...) found; is this a STAR file?")
-    blocks = {}
-    for name, block in raw.items():
-        if isinstance(block, dict):
-            block = pd.DataFrame([block])
-        blocks[name] = block
-    return blocks
+    return star.read_star(path)
 
 
-def _find_ragged_star_row(path: Path) -> tuple[int, int, int] | None:
-    """(line, columns, values) of the first loop row whose value count differs from its labels."""
-    labels = 0
-    in_loop = False
-    for number, text in _content_lines(_read_text_lines(path)):
-        if text.startswith("data_"):
-            labels, in_loop = 0, False
-        elif text.startswith("loop_"):
-            labels, in_loop = 0, True
-        elif text.startswith("_"):
-            labels += 1 if in_loop else 0
-        elif in_loop and labels:
-            try:
-                found = len(shlex.split(text))
-            except ValueError:
-                found = len(text.split())
-            if found != labels:
-                return number, labels, found
+class _RowLines:
+    """The line number of each row of a STAR loop, worked out only when a message needs one."""
+
+    def __init__(self, blocks: star.StarBlocks, name: str) -> None:
+        self._blocks, self._name = blocks, name
+
+    def __getitem__(self, row: int) -> int:
+        return int(self._blocks.row_lines(self._name)[row])
+
+
+def _row_lines(blocks: Blocks, name: str) -> _RowLines | None:
+    """Line numbers of the rows of loop block ``name`` when the blocks were read from a file."""
+    if isinstance(blocks, star.StarBlocks) and blocks.is_loop(name):
+        return _RowLines(blocks, name)
     return None
 
 
@@ -277,8 +308,12 @@ def _block_labels(blocks: Blocks) -> dict[str, set[str]]:
 def _classify_star(labels: Mapping[str, set[str]]) -> str | None:
     """Which STAR coordinate format a set of blocks is (``None`` when it holds no coordinates).
 
-    Looks at the blocks in order and answers for the first one with coordinate labels.
+    A ``negatives`` block with micrograph names and coordinates makes it picker-gui's ``labels``;
+    otherwise the first block with coordinate labels decides.
     """
+    negatives = labels.get("negatives")
+    if negatives is not None and set(_LABEL_COLUMNS) <= negatives:
+        return "labels"
     for name, cols in labels.items():
         if name == "coordinate_files" or _MIC_COORDS in cols:
             return "relion-list"
@@ -293,27 +328,41 @@ def _sniff_star_text(path: Path) -> str | None:
     """:func:`_classify_star` from the labels in the file text, stopping at the first decisive block.
 
     Cheap even for a particles STAR with millions of rows: only the headers up to the first block
-    with coordinate labels are read.
+    with coordinate labels are read. A file that starts with picker-gui's labels comment, or whose
+    ``data_particles`` holds exactly the labels columns and is followed by a ``data_negatives``
+    block (looked for line by line), is ``labels``.
     """
     labels: dict[str, set[str]] = {}
     current: set[str] | None = None
+    ours = False
+    fmt = None
     try:
-        with open(path, encoding="utf-8", errors="replace") as fh:
+        with open(path, encoding="utf-8-sig", errors="replace") as fh:
             for raw in fh:
                 text = raw.strip()
-                if not text or text.startswith("#"):
+                if not text:
+                    continue
+                if text.startswith("#"):
+                    ours = ours or (current is None and text[1:].strip().startswith(_LABELS_MARK))
                     continue
                 if text.startswith("data_"):
-                    current = labels.setdefault(text[5:].split()[0] if len(text) > 5 else "", set())
+                    current = labels.setdefault(text.split()[0][5:], set())
                 elif text.startswith("_") and current is not None:
                     current.add(text[1:].split()[0])
                 elif text.startswith("loop_"):
                     continue
                 elif current is not None and _classify_star(labels) is not None:
                     break  # first data row of a block with coordinates: its labels are complete
+            fmt = _classify_star(labels)
+            if fmt == "star-particles" and set(labels) <= {"particles", "negatives"}:
+                if ours:
+                    return "labels"
+                if labels.get("particles") == set(_LABEL_COLUMNS) and "negatives" not in labels:
+                    if any(raw.split(None, 1)[:1] == ["data_negatives"] for raw in fh):
+                        return "labels"
     except OSError as exc:
         raise CoordinateFormatError(path, f"cannot read the file ({exc.strerror or exc})") from None
-    return _classify_star(labels)
+    return fmt
 
 
 def _find_block(path: Path, blocks: Blocks, required: Sequence[str], *,
@@ -341,7 +390,7 @@ def _find_block(path: Path, blocks: Blocks, required: Sequence[str], *,
     )
 
 
-def _numeric_column(path: Path, df: pd.DataFrame, column: str) -> np.ndarray:
+def _numeric_column(path: Path, df: pd.DataFrame, column: str, lines: Sequence[int] | None = None) -> np.ndarray:
     """A STAR/CSV column as float64, or an error naming the column and the first bad value."""
     import pandas as pd
 
@@ -353,14 +402,20 @@ def _numeric_column(path: Path, df: pd.DataFrame, column: str) -> np.ndarray:
         try:
             out[i] = float(value)
         except (TypeError, ValueError):
+            if lines is not None:
+                raise CoordinateFormatError(path, f"value {value!r} is not a number", line=int(lines[i]),
+                                            column=column) from None
             raise CoordinateFormatError(path, f"value {value!r} in row {i + 1} is not a number",
                                         column=column) from None
     return out
 
 
 def _string_column(df: pd.DataFrame, column: str) -> list[str]:
+    series = df[column]
+    if not series.isna().any():
+        return [str(v) for v in series.tolist()]
     return ["" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v)
-            for v in df[column].tolist()]
+            for v in series.tolist()]
 
 
 def _fom_to_score(fom: np.ndarray) -> np.ndarray:
@@ -368,25 +423,40 @@ def _fom_to_score(fom: np.ndarray) -> np.ndarray:
     return np.where(fom == RELION_NO_VALUE, np.nan, fom)
 
 
-def _write_star(path: Path, blocks: Mapping[str, object]) -> None:
-    import starfile
-
-    _make_parent(path)
-    starfile.write(dict(blocks), path, overwrite=True)
+def _star_text(path: Path, blocks: Mapping[str, object], comment: str | None = None) -> str:
+    return star.write_star(blocks, comment=comment, path=path)
 
 
-def _relion_loop(table: CoordinateTable) -> pd.DataFrame:
+def _write_star(path: Path, blocks: Mapping[str, object], comment: str | None = None) -> None:
+    """Write STAR blocks atomically; the text is made (and checked) before the file is touched."""
+    _write_text(path, _star_text(path, blocks, comment))
+
+
+def _relion_loop(table: CoordinateTable) -> dict[str, np.ndarray]:
     """The RELION per-micrograph loop for the rows of one micrograph."""
-    import pandas as pd
-
     n = len(table)
-    return pd.DataFrame({
+    return {
         _X: table.x,
         _Y: table.y,
         _CLASS: np.zeros(n, dtype=int),
         _FOM: np.where(np.isnan(table.score), RELION_NO_VALUE, table.score),
         _PSI: np.full(n, RELION_NO_VALUE),
-    })
+    }
+
+
+def _relion_names(table: CoordinateTable, path: Path, opts: _WriteOptions) -> np.ndarray:
+    """``rlnMicrographName`` of every row: the name RELION knows when ``micrograph_names`` has it
+    (matched by micrograph key), else the table's name; the micrographs without one are logged."""
+    if opts.micrograph_names is None:
+        return table.micrograph
+    by_key = {micrograph_key(k): str(v) for k, v in opts.micrograph_names.items()}
+    keys = table.keys
+    known = np.array([k in by_key for k in keys], dtype=bool)
+    missing = list(dict.fromkeys(str(k) for k in keys[~known]))
+    if missing:
+        logger.warning("%s: no RELION micrograph name for %d micrograph(s) (%s%s); the table's names are written",
+                       path, len(missing), ", ".join(missing[:10]), ", ..." if len(missing) > 10 else "")
+    return np.array([by_key[k] if ok else m for k, ok, m in zip(keys, known, table.micrograph)], dtype=object)
 
 
 def _per_micrograph_targets(table: CoordinateTable, path: Path, extension: str,
@@ -394,7 +464,8 @@ def _per_micrograph_targets(table: CoordinateTable, path: Path, extension: str,
     """Where each micrograph of a per-micrograph format goes.
 
     A ``path`` ending in ``extension`` (and not an existing folder) is one file, allowed only for
-    a table of at most one micrograph; anything else is a folder, created if missing.
+    a table of at most one micrograph; anything else is a folder, created if missing. Every key
+    is checked to be a possible file name before the folder is made.
     """
     if path.suffix.lower() == extension and not path.is_dir():
         mics = table.micrographs()
@@ -409,33 +480,46 @@ def _per_micrograph_targets(table: CoordinateTable, path: Path, extension: str,
     if path.exists() and not path.is_dir():
         raise CoordinateFormatError(path, f"format {fmt!r} writes one file per micrograph into a folder, "
                                           f"but this is an existing file")
+    groups = list(table.groupby_micrograph())
+    for key, _ in groups:
+        _check_file_key(path, key, fmt)
     path.mkdir(parents=True, exist_ok=True)
-    return [(path / filename(key), rows) for key, rows in table.groupby_micrograph()]
+    return [(path / filename(key), rows) for key, rows in groups]
 
 
 # ================================================================================================
 # Readers: each returns the table in FILE coordinates (centres, before scale/flip), source "" unless
 # the file says otherwise.
 # ================================================================================================
+def _no_coordinates(path: Path, blocks: Blocks) -> CoordinateFormatError:
+    found = "; ".join(f"data_{n}: {', '.join(sorted(c)) or 'no columns'}" for n, c in _block_labels(blocks).items())
+    return CoordinateFormatError(path, f"no coordinate columns ({_X}, {_Y} or {_MIC_COORDS}) in any "
+                                       f"block (found {found})")
+
+
 def _read_star_any(path: Path, opts: _ReadOptions) -> CoordinateTable:
     """``star``: parse once, then hand the blocks to the STAR format they look like."""
     blocks = _read_star_blocks(path)
     fmt = _classify_star(_block_labels(blocks))
     if fmt is None:
-        found = "; ".join(f"data_{n}: {', '.join(sorted(c)) or 'no columns'}"
-                          for n, c in _block_labels(blocks).items())
-        raise CoordinateFormatError(path, f"no coordinate columns ({_X}, {_Y} or {_MIC_COORDS}) in any "
-                                          f"block (found {found})")
+        raise _no_coordinates(path, blocks)
     logger.debug("%s: STAR content looks like %s", path, fmt)
     return _STAR_BLOCK_READERS[fmt](path, blocks, opts)
 
 
+def _coordinates(path: Path, blocks: Blocks, name: str, x_name: str, y_name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Columns ``x_name``, ``y_name`` of block ``name`` as finite float64 arrays."""
+    df, lines = blocks[name], _row_lines(blocks, name)
+    x = _numeric_column(path, df, x_name, lines)
+    y = _numeric_column(path, df, y_name, lines)
+    _check_finite(path, x, y, lines=lines, x_name=x_name, y_name=y_name)
+    return x, y
+
+
 def _relion_from_blocks(path: Path, blocks: Blocks, opts: _ReadOptions) -> CoordinateTable:
-    _, df = _find_block(path, blocks, (_X, _Y))
-    x = _numeric_column(path, df, _X)
-    y = _numeric_column(path, df, _Y)
-    _check_finite(path, x, y, x_name=_X, y_name=_Y)
-    score = _fom_to_score(_numeric_column(path, df, _FOM)) if _FOM in df.columns else None
+    name, df = _find_block(path, blocks, (_X, _Y))
+    x, y = _coordinates(path, blocks, name, _X, _Y)
+    score = _fom_to_score(_numeric_column(path, df, _FOM, _row_lines(blocks, name))) if _FOM in df.columns else None
     if opts.micrograph is not None:
         names: object = opts.micrograph
     elif _MIC in df.columns:
@@ -451,11 +535,9 @@ def _read_relion(path: Path, opts: _ReadOptions) -> CoordinateTable:
 
 
 def _particles_from_blocks(path: Path, blocks: Blocks, opts: _ReadOptions) -> CoordinateTable:
-    _, df = _find_block(path, blocks, (_MIC, _X, _Y), names=("particles",))
-    x = _numeric_column(path, df, _X)
-    y = _numeric_column(path, df, _Y)
-    _check_finite(path, x, y, x_name=_X, y_name=_Y)
-    score = _fom_to_score(_numeric_column(path, df, _FOM)) if _FOM in df.columns else None
+    name, df = _find_block(path, blocks, (_MIC, _X, _Y), names=("particles",))
+    x, y = _coordinates(path, blocks, name, _X, _Y)
+    score = _fom_to_score(_numeric_column(path, df, _FOM, _row_lines(blocks, name))) if _FOM in df.columns else None
     return CoordinateTable.from_arrays(_string_column(df, _MIC), x, y, score)
 
 
@@ -464,8 +546,34 @@ def _read_star_particles(path: Path, opts: _ReadOptions) -> CoordinateTable:
     return _particles_from_blocks(path, _read_star_blocks(path), opts)
 
 
+def _labels_from_blocks(path: Path, blocks: Blocks, opts: _ReadOptions) -> CoordinateTable:
+    """``labels``: ``data_particles`` rows are particles, ``data_negatives`` rows negatives."""
+    parts = []
+    for name, kind in _LABEL_BLOCKS:
+        if name not in blocks:
+            continue
+        df = blocks[name]
+        missing = [c for c in _LABEL_COLUMNS if c not in df.columns]
+        if missing:
+            found = ", ".join(str(c) for c in df.columns) or "no columns"
+            raise CoordinateFormatError(path, f"missing column(s) {', '.join(missing)} in block data_{name} "
+                                              f"(found: {found})")
+        x, y = _coordinates(path, blocks, name, _X, _Y)
+        parts.append(CoordinateTable.from_arrays(_string_column(df, _MIC), x, y, kind=kind))
+    if not parts:
+        raise CoordinateFormatError(path, f"no data_particles or data_negatives block (a picker-gui labels file "
+                                          f"has them, with columns {', '.join(_LABEL_COLUMNS)})")
+    return CoordinateTable.concat(parts)
+
+
+def _read_labels(path: Path, opts: _ReadOptions) -> CoordinateTable:
+    """``labels``: picker-gui's own labels file, negative labels included."""
+    return _labels_from_blocks(path, _read_star_blocks(path), opts)
+
+
 def _resolve_listed(list_path: Path, entry: str) -> Path | None:
-    """A coordinate file named in a list: relative to the list's folder, then each parent folder."""
+    """A coordinate file named in a list: relative to the list's folder, then each parent folder
+    (RELION writes entries relative to its project folder, an ancestor of the list)."""
     candidate = Path(entry)
     if candidate.is_absolute():
         return candidate if candidate.is_file() else None
@@ -476,7 +584,8 @@ def _resolve_listed(list_path: Path, entry: str) -> Path | None:
 
 
 def _list_from_blocks(path: Path, blocks: Blocks, opts: _ReadOptions) -> CoordinateTable:
-    _, df = _find_block(path, blocks, (_MIC, _MIC_COORDS), names=("coordinate_files",))
+    name, df = _find_block(path, blocks, (_MIC, _MIC_COORDS), names=("coordinate_files",))
+    lines = _row_lines(blocks, name)
     tables = []
     for i, (mic, entry) in enumerate(zip(_string_column(df, _MIC), _string_column(df, _MIC_COORDS)), start=1):
         if not entry or entry.lower() == "none":
@@ -488,6 +597,7 @@ def _list_from_blocks(path: Path, blocks: Blocks, opts: _ReadOptions) -> Coordin
                 path,
                 f"entry {i} (micrograph {mic}): coordinate file {entry!r} not found relative to "
                 f"{path.parent} or any of its parent folders",
+                line=None if lines is None else int(lines[i - 1]),
                 column=_MIC_COORDS,
             )
         sub_blocks = _read_star_blocks(target)
@@ -501,28 +611,27 @@ def _read_relion_list(path: Path, opts: _ReadOptions) -> CoordinateTable:
 
 
 def _cbox_from_blocks(path: Path, blocks: Blocks, opts: _ReadOptions) -> CoordinateTable:
-    _, df = _find_block(path, blocks, ("CoordinateX", "CoordinateY"), names=("cryolo",))
-    x_ll = _numeric_column(path, df, "CoordinateX")
-    y_ll = _numeric_column(path, df, "CoordinateY")
-    _check_finite(path, x_ll, y_ll, x_name="CoordinateX", y_name="CoordinateY")
+    name, df = _find_block(path, blocks, ("CoordinateX", "CoordinateY"), names=("cryolo",))
+    lines = _row_lines(blocks, name)
+    x_ll, y_ll = _coordinates(path, blocks, name, "CoordinateX", "CoordinateY")
     half = []
     for column in ("Width", "Height"):
         if column in df.columns:
-            size = _numeric_column(path, df, column)
+            size = _numeric_column(path, df, column, lines)
             if opts.box_size is not None:
                 size = np.where(np.isfinite(size), size, opts.box_size)
             if not np.all(np.isfinite(size)):
-                raise CoordinateFormatError(path, "box size missing on some rows; pass box_size",
-                                            column=column)
+                raise CoordinateFormatError(path, f"the box size is missing on some rows; reading this file "
+                                                  f"{_NEEDS_BOX_SIZE}", column=column)
         elif opts.box_size is not None:
             size = np.full(len(df), float(opts.box_size))
         else:
-            raise CoordinateFormatError(path, f"no {column} column to find the box centre from; "
-                                              f"pass box_size")
+            raise CoordinateFormatError(path, f"no {column} column to find the box centre from; reading this "
+                                              f"file {_NEEDS_BOX_SIZE}")
         half.append(size / 2.0)
-    score = _numeric_column(path, df, "Confidence") if "Confidence" in df.columns else None
-    name = opts.micrograph if opts.micrograph is not None else path.stem
-    return CoordinateTable.from_arrays(name, x_ll + half[0], y_ll + half[1], score)
+    score = _numeric_column(path, df, "Confidence", lines) if "Confidence" in df.columns else None
+    mic = opts.micrograph if opts.micrograph is not None else path.stem
+    return CoordinateTable.from_arrays(mic, x_ll + half[0], y_ll + half[1], score)
 
 
 def _read_cbox(path: Path, opts: _ReadOptions) -> CoordinateTable:
@@ -545,8 +654,8 @@ def _read_box(path: Path, opts: _ReadOptions) -> CoordinateTable:
         values = [_parse_float(path, f, line=number) for f in fields]
         if len(values) == 2:
             if opts.box_size is None:
-                raise CoordinateFormatError(path, "only 2 fields (x y corner) and no width/height; "
-                                                  "pass box_size", line=number)
+                raise CoordinateFormatError(path, f"only 2 fields (x y corner) and no width/height; reading this "
+                                                  f"file {_NEEDS_BOX_SIZE}", line=number)
             width = height = float(opts.box_size)
         else:
             width, height = values[2], values[3]
@@ -607,48 +716,98 @@ def _table_from_rows(path: Path, header: Sequence[str], header_line: int,
 
 
 def _read_topaz(path: Path, opts: _ReadOptions) -> CoordinateTable:
-    """``topaz``: tab-separated ``image_name x_coord y_coord [score]`` with a header line."""
-    rows = list(_content_lines(_read_text_lines(path)))
-    if not rows:
-        raise CoordinateFormatError(path, "the file is empty (no header line)")
-    header_line, header_text = rows[0]
+    """``topaz``: tab-separated ``image_name x_coord y_coord [score]`` with a header line.
 
-    def split(text: str) -> list[str]:
-        return text.split("\t") if "\t" in header_text else text.split()
-
-    return _table_from_rows(path, [h.strip() for h in split(header_text)], header_line,
-                            ((n, split(t)) for n, t in rows[1:]), opts)
-
-
-def _read_csv(path: Path, opts: _ReadOptions) -> CoordinateTable:
-    """``csv``: comma-separated with a header; column names are matched case-insensitively."""
-    lines = _read_text_lines(path)
-    reader = csv.reader(lines)
+    Fields are split at tabs when the header has tabs (so a name may hold spaces), else at
+    whitespace. ``#`` lines before the header are comments; after it, a line that starts with
+    ``#`` is a comment only when it does not have the header's number of fields (a micrograph
+    may be called ``#12``).
+    """
     header: list[str] | None = None
     header_line = 0
     rows: list[tuple[int, list[str]]] = []
-    try:
-        for fields in reader:
-            number = reader.line_num
-            if not fields or all(not f.strip() for f in fields) or fields[0].lstrip().startswith("#"):
-                continue
-            if header is None:
-                header, header_line = [f.strip() for f in fields], number
-            else:
-                rows.append((number, fields))
-    except csv.Error as exc:
-        raise CoordinateFormatError(path, f"malformed CSV ({exc})", line=reader.line_num) from None
+    tabs = False
+    for number, raw in enumerate(_read_text_lines(path), start=1):
+        text = raw.strip()
+        if not text:
+            continue
+        if header is None:
+            if not text.startswith("#"):
+                tabs = "\t" in text
+                header, header_line = [h.strip() for h in (text.split("\t") if tabs else text.split())], number
+            continue
+        fields = text.split("\t") if tabs else text.split()
+        if text.startswith("#") and len(fields) != len(header):
+            continue
+        rows.append((number, fields))
     if header is None:
         raise CoordinateFormatError(path, "the file is empty (no header line)")
     return _table_from_rows(path, header, header_line, rows, opts)
+
+
+def _read_csv(path: Path, opts: _ReadOptions) -> CoordinateTable:
+    """``csv``: comma-separated with a header; column names are matched case-insensitively.
+
+    A line is a comment when its text starts with ``#`` (a quoted ``"#mic"`` is a value; the
+    writer quotes such a first field).
+    """
+    header: list[str] | None = None
+    header_line = 0
+    rows: list[tuple[int, list[str]]] = []
+    at_record_start = True
+
+    def source(fh: Iterable[str]) -> Iterator[str]:
+        """The file's lines, a comment line replaced by an empty one (line numbers stay right);
+        a line inside a quoted multi-line value is never a comment."""
+        nonlocal at_record_start
+        for raw in fh:
+            if at_record_start and raw.startswith("#"):
+                yield "\n"
+            else:
+                at_record_start = False
+                yield raw
+
+    try:
+        with open(path, encoding="utf-8-sig", errors="replace", newline="") as fh:
+            reader = csv.reader(source(fh))
+            try:
+                for fields in reader:
+                    at_record_start = True
+                    number = reader.line_num
+                    if not fields or all(not f.strip() for f in fields):
+                        continue
+                    if header is None:
+                        header, header_line = [f.strip() for f in fields], number
+                    else:
+                        rows.append((number, fields))
+            except csv.Error as exc:
+                raise CoordinateFormatError(path, f"malformed CSV ({exc})", line=reader.line_num) from None
+    except OSError as exc:
+        raise CoordinateFormatError(path, f"cannot read the file ({exc.strerror or exc})") from None
+    if header is None:
+        raise CoordinateFormatError(path, "the file is empty (no header line)")
+    return _table_from_rows(path, header, header_line, rows, opts)
+
+
+_NUMPY_MAGIC = b"\x93NUMPY"
 
 
 def _read_cs(path: Path, opts: _ReadOptions) -> CoordinateTable:
     """``cs``: cryoSPARC numpy structured array of picks/particles."""
     try:
         with open(path, "rb") as fh:
+            if fh.read(len(_NUMPY_MAGIC)) != _NUMPY_MAGIC:
+                raise CoordinateFormatError(path, "not a cryoSPARC .cs file (not a numpy array file)")
+            fh.seek(0)
             arr = np.load(fh, allow_pickle=False)
-    except Exception as exc:  # numpy raises ValueError/EOFError/UnpicklingError/OSError
+    except CoordinateFormatError:
+        raise
+    except ValueError as exc:
+        if "pickle" in str(exc).lower() or "object" in str(exc).lower():
+            raise CoordinateFormatError(path, "not a cryoSPARC .cs file (it holds Python objects, not a numpy "
+                                              "structured array)") from None
+        raise CoordinateFormatError(path, f"not a readable cryoSPARC .cs file ({exc})") from None
+    except Exception as exc:  # numpy raises EOFError/OSError/... for a damaged file
         raise CoordinateFormatError(
             path, f"not a readable cryoSPARC .cs file ({type(exc).__name__}: {exc})") from None
     names = arr.dtype.names if isinstance(arr, np.ndarray) else None
@@ -691,12 +850,14 @@ _STAR_BLOCK_READERS: dict[str, Callable[[Path, Blocks, _ReadOptions], Coordinate
     "relion": _relion_from_blocks,
     "relion-list": _list_from_blocks,
     "star-particles": _particles_from_blocks,
+    "labels": _labels_from_blocks,
     "cbox": _cbox_from_blocks,
 }
 
 
 # ================================================================================================
 # Writers: the table arrives in FILE coordinates (after flip/scale); each returns the files written.
+# Every file is written atomically, and its whole text is made (and checked) before any is written.
 # ================================================================================================
 def _write_relion(table: CoordinateTable, path: Path, opts: _WriteOptions) -> list[Path]:
     """``relion``: one ``<key>_<suffix>.star`` per micrograph in the folder ``path``."""
@@ -713,47 +874,100 @@ def _relion_name(key: str, suffix: str) -> str:
     return f"{key}_{suffix}.star" if suffix else f"{key}.star"
 
 
+def _list_entry(target: Path, list_path: Path, project: Path | None) -> str:
+    """How a list names a coordinate file: relative to ``project`` (RELION's project folder) when
+    given and the file lies inside it, else absolute; without ``project``, relative to the list."""
+    if project is None:
+        return target.relative_to(list_path.parent).as_posix()
+    resolved = target.resolve()
+    try:
+        return resolved.relative_to(project).as_posix()
+    except ValueError:
+        logger.warning("%s: %s is outside the RELION project %s; written as an absolute path",
+                       list_path, target, project)
+        return resolved.as_posix()
+
+
 def _write_relion_list(table: CoordinateTable, path: Path, opts: _WriteOptions) -> list[Path]:
     """``relion-list``: the list at ``path`` plus ``coordinates/<key>_<suffix>.star`` next to it.
 
-    Entries are written relative to the list file's folder (see :func:`_resolve_listed`).
-    A ``path`` without ``.star`` is a folder that gets ``<suffix>.star``.
+    ``rlnMicrographName`` is the table's name, or the name RELION knows from
+    ``opts.micrograph_names``. Entries are relative to ``opts.relion_project`` when given, else to
+    the list file's folder (see :func:`_resolve_listed`). A ``path`` without ``.star`` is a folder
+    that gets ``<suffix>.star``.
     """
-    import pandas as pd
-
     if path.suffix.lower() != ".star" or path.is_dir():
         path = path / f"{opts.suffix or 'coordinates'}.star"
     table = _particles_only(table, path, "relion-list")
     folder = path.parent / "coordinates"
-    written, names, entries = [], [], []
-    for key, rows in table.groupby_micrograph():
-        target = folder / _relion_name(key, opts.suffix)
+    project = Path(opts.relion_project).resolve() if opts.relion_project is not None else None
+    groups = list(table.groupby_micrograph())
+    for key, _ in groups:
+        _check_file_key(path, key, "relion-list")
+    targets = [folder / _relion_name(key, opts.suffix) for key, _ in groups]
+    firsts = CoordinateTable.concat(rows[:1] for _, rows in groups)  # one row per micrograph
+    names = _relion_names(firsts, path, opts)
+    entries = [_list_entry(target, path, project) for target in targets]
+    list_text = _star_text(path, {"coordinate_files": {_MIC: np.asarray(names, dtype=object),
+                                                       _MIC_COORDS: np.array(entries, dtype=object)}})
+    folder.mkdir(parents=True, exist_ok=True)
+    for target, (_, rows) in zip(targets, groups):
         _write_star(target, {"": _relion_loop(rows)})
-        written.append(target)
-        names.append(str(rows.micrograph[0]))
-        entries.append(target.relative_to(path.parent).as_posix())
-    _write_star(path, {"coordinate_files": pd.DataFrame({_MIC: pd.Series(names, dtype=object),
-                                                         _MIC_COORDS: pd.Series(entries, dtype=object)})})
-    return [path, *written]
+    _write_text(path, list_text)
+    return [path, *targets]
 
 
 def _write_star_particles(table: CoordinateTable, path: Path, opts: _WriteOptions) -> list[Path]:
     """``star-particles``: one ``data_particles`` loop; FOM column only when there are scores."""
-    import pandas as pd
-
     table = _particles_only(table, path, "star-particles")
-    columns = {_MIC: pd.Series(table.micrograph, dtype=object), _X: table.x, _Y: table.y}
+    columns = {_MIC: _relion_names(table, path, opts), _X: table.x, _Y: table.y}
     if table.has_scores:
         columns[_FOM] = np.where(np.isnan(table.score), RELION_NO_VALUE, table.score)
-    _write_star(path, {"particles": pd.DataFrame(columns)})
+    _write_star(path, {"particles": columns})
     return [path]
+
+
+def labels_star_text(table: CoordinateTable, *, path: str | os.PathLike[str] = "labels.star") -> str:
+    """Labels as the text of a ``labels`` file: ``data_particles`` then ``data_negatives``.
+
+    Raises
+    ------
+    CoordinateFormatError
+        A coordinate that is NaN or infinite, or a name a STAR file cannot hold (a line break).
+    """
+    bad = ~(np.isfinite(table.x) & np.isfinite(table.y))
+    if bad.any():
+        raise CoordinateFormatError(path, f"the labels have {int(bad.sum())} coordinate(s) that are NaN or "
+                                          f"infinite; nothing written")
+    blocks = {}
+    for name, kind in _LABEL_BLOCKS:
+        part = table[table.kind == kind]
+        blocks[name] = {_MIC: part.micrograph, _X: part.x, _Y: part.y}
+    return star.write_star(blocks, comment=LABELS_COMMENT, path=path)
+
+
+def write_labels_file(path: str | os.PathLike[str], table: CoordinateTable) -> Path:
+    """Write labels (negatives included) as a ``labels`` file, atomically.
+
+    The folder is made when missing; a full disk or a crash leaves the previous file intact.
+    """
+    p = Path(path)
+    _write_text(p, labels_star_text(table, path=p))
+    return p
+
+
+def _write_labels(table: CoordinateTable, path: Path, opts: _WriteOptions) -> list[Path]:
+    """``labels``: picker-gui's own labels file; a folder gets ``labels.star``."""
+    if path.is_dir() or not path.suffix:
+        path = path / "labels.star"
+    return [write_labels_file(path, table)]
 
 
 def _write_box(table: CoordinateTable, path: Path, opts: _WriteOptions) -> list[Path]:
     """``box``: EMAN lower-left corners, one ``<key>.box`` per micrograph (or one given file)."""
     if opts.box_size is None or not opts.box_size > 0:
-        raise CoordinateFormatError(path, "writing .box files needs box_size (the box edge in pixels of "
-                                          "the written file), e.g. box_size=256")
+        raise CoordinateFormatError(path, f"writing .box files {_NEEDS_BOX_SIZE}: the box edge in pixels of "
+                                          f"the written file, e.g. 256")
     table = _particles_only(table, path, "box")
     size = float(opts.box_size)
     size_text = _format_number(size)
@@ -766,15 +980,21 @@ def _write_box(table: CoordinateTable, path: Path, opts: _WriteOptions) -> list[
             if with_score:
                 fields.append(_format_score(s))
             out.append("\t".join(fields) + "\n")
-        _make_parent(target)
-        target.write_text("".join(out), encoding="utf-8")
+        _write_text(target, "".join(out))
         written.append(target)
     return written
 
 
 def _write_topaz(table: CoordinateTable, path: Path, opts: _WriteOptions) -> list[Path]:
-    """``topaz``: ``image_name x_coord y_coord [score]``; image_name is the micrograph key."""
+    """``topaz``: ``image_name x_coord y_coord [score]``; image_name is the micrograph key.
+
+    Tab separated, without quoting: a key with a tab or a line break cannot be written.
+    """
     table = _particles_only(table, path, "topaz")
+    for key in table.micrographs():
+        if any(c in key for c in "\t\n\r"):
+            raise CoordinateFormatError(path, f"the micrograph name {key!r} holds a tab or a line break, which a "
+                                              f"tab-separated Topaz file cannot hold; rename it or write csv")
     with_score = table.has_scores
     header = ["image_name", "x_coord", "y_coord"] + (["score"] if with_score else [])
     out = ["\t".join(header) + "\n"]
@@ -783,21 +1003,26 @@ def _write_topaz(table: CoordinateTable, path: Path, opts: _WriteOptions) -> lis
         if with_score:
             fields.append(_format_score(s))
         out.append("\t".join(fields) + "\n")
-    _make_parent(path)
-    path.write_text("".join(out), encoding="utf-8")
+    _write_text(path, "".join(out))
     return [path]
 
 
 def _write_csv(table: CoordinateTable, path: Path, opts: _WriteOptions) -> list[Path]:
-    """``csv``: every column of the table, full float precision, empty score where there is none."""
-    _make_parent(path)
-    with open(path, "w", encoding="utf-8", newline="") as fh:
-        writer = csv.writer(fh, lineterminator="\n")
-        writer.writerow(["micrograph", "x", "y", "score", "kind", "source"])
-        rows = zip(table.micrograph, table.x, table.y, table.score, table.kind, table.source)
-        for mic, x, y, score, kind, source in rows:
-            score_text = "" if math.isnan(score) else repr(float(score))
-            writer.writerow([mic, repr(float(x)), repr(float(y)), score_text, kind, source])
+    """``csv``: every column of the table, full float precision, empty score where there is none.
+
+    A row whose micrograph name starts with ``#`` is written fully quoted, so that the reader
+    does not take it for a comment.
+    """
+    out = io.StringIO()
+    plain = csv.writer(out, lineterminator="\n")
+    quoted = csv.writer(out, lineterminator="\n", quoting=csv.QUOTE_ALL)
+    plain.writerow(["micrograph", "x", "y", "score", "kind", "source"])
+    rows = zip(table.micrograph, table.x, table.y, table.score, table.kind, table.source)
+    for mic, x, y, score, kind, source in rows:
+        score_text = "" if math.isnan(score) else repr(float(score))
+        writer = quoted if str(mic).startswith("#") else plain
+        writer.writerow([mic, repr(float(x)), repr(float(y)), score_text, kind, source])
+    _write_text(path, out.getvalue())
     return [path]
 
 
@@ -811,6 +1036,7 @@ _FORMATS: dict[str, _Format] = {
         _Format("relion", (".star",), _read_relion, _write_relion, per_micrograph=True, star_based=True),
         _Format("relion-list", (".star",), _read_relion_list, _write_relion_list, star_based=True),
         _Format("star-particles", (".star",), _read_star_particles, _write_star_particles, star_based=True),
+        _Format("labels", (".star",), _read_labels, _write_labels, star_based=True),
         _Format("box", (".box",), _read_box, _write_box, per_micrograph=True),
         _Format("topaz", (".txt", ".tsv"), _read_topaz, _write_topaz),
         _Format("csv", (".csv",), _read_csv, _write_csv),
@@ -1056,14 +1282,20 @@ def write_coordinates(
     flip_y: bool = False,
     image_heights: Mapping[str, float] | float | None = None,
     suffix: str = "autopick",
+    micrograph_names: Mapping[str, str] | None = None,
+    relion_project: str | os.PathLike[str] | None = None,
 ) -> list[Path]:
     """Write the canonical table in a coordinate file format.
+
+    Every file is written atomically (a temporary file beside it, renamed over it when complete),
+    so an error or a full disk leaves the previous file as it was.
 
     Parameters
     ----------
     table : CoordinateTable
         Particle centres in original-micrograph pixels. Negative labels are written only to
-        ``csv`` (the other formats have no kind column and would make them particles).
+        ``csv`` and ``labels`` (the other formats have no kind column and would make them
+        particles).
     path : path-like
         The file; for ``relion`` and ``box`` a folder (created if missing) that gets one file per
         micrograph (a single ``.box``/``.star`` file is accepted for a one-micrograph table); for
@@ -1081,6 +1313,17 @@ def write_coordinates(
         Micrograph height in original pixels, one for all or per micrograph name/key.
     suffix : str
         Per-micrograph RELION files are named ``<key>_<suffix>.star``.
+    micrograph_names : mapping, optional
+        For ``relion-list`` and ``star-particles``: micrograph key (or any name with that key)
+        -> the name RELION knows, written as ``rlnMicrographName`` (RELION matches it against
+        the full path of its MotionCorr/CtfFind job, e.g. ``MotionCorr/job002/Movies/mic.mrc``;
+        see :func:`relion_micrograph_names`). A micrograph without an entry keeps the table's
+        name, and a warning lists them.
+    relion_project : path-like, optional
+        For ``relion-list``: the RELION project folder; ``rlnMicrographCoordinates`` entries are
+        written relative to it (absolute for a file outside it), as RELION resolves them.
+        Without it they are relative to the list file's folder. :func:`read_coordinates` finds
+        both (it looks in the list's folder and each folder above it).
 
     Returns
     -------
@@ -1090,8 +1333,9 @@ def write_coordinates(
     Raises
     ------
     CoordinateFormatError
-        Unknown/unwritable format, missing ``box_size`` or heights, non-finite coordinates, or
-        several micrographs for a single ``.box`` file.
+        Unknown/unwritable format, missing ``box_size`` or heights, non-finite coordinates,
+        several micrographs for a single ``.box`` file, or a name the format cannot hold (a line
+        break in STAR, a tab in Topaz text, ``/`` in a per-micrograph file name).
     """
     p = Path(path)
     if fmt is not None:
@@ -1108,6 +1352,115 @@ def write_coordinates(
         table = table.scaled(scale)
     writer = _FORMATS[name].writer
     assert writer is not None
-    written = writer(table, p, _WriteOptions(box_size=box_size, suffix=suffix))
+    if name not in ("relion-list", "star-particles") and (micrograph_names is not None or relion_project is not None):
+        logger.debug("%s: micrograph_names/relion_project are not used by format %r", p, name)
+    opts = _WriteOptions(box_size=box_size, suffix=suffix, micrograph_names=micrograph_names,
+                         relion_project=Path(relion_project) if relion_project is not None else None)
+    written = writer(table, p, opts)
     logger.info("wrote %d coordinate(s) as %s to %d file(s) at %s", len(table), name, len(written), p)
     return written
+
+
+# ================================================================================================
+# Project labels and RELION projects
+# ================================================================================================
+def _is_own_labels(blocks: Blocks) -> bool:
+    """True for exactly what :func:`write_labels_file` writes: ``data_particles`` and/or
+    ``data_negatives``, each with exactly the columns micrograph name, x, y."""
+    names = set(blocks)
+    return bool(names) and names <= {n for n, _ in _LABEL_BLOCKS} and all(
+        {str(c) for c in blocks[n].columns} == set(_LABEL_COLUMNS) for n in names)
+
+
+def read_labels_file(path: str | os.PathLike[str]) -> tuple[CoordinateTable, list[str]]:
+    """Read a project's labels file; other STAR coordinate files are read too, with a note.
+
+    Parameters
+    ----------
+    path : path-like
+        The labels file (``labels.star``).
+
+    Returns
+    -------
+    table : CoordinateTable
+        The labels, kind ``particle`` or ``negative``, source ``manual``.
+    notes : list of str
+        Empty for a file in picker-gui's own ``labels`` format. For anything else the registry
+        can read by content (RELION 3's unnamed ``data_`` block with names and coordinates, a
+        RELION 3.1 particles STAR with more columns, a ``data_coordinate_files`` list, ...) one
+        note, without the file name, says so (e.g. ``not in picker-gui's own labels format
+        (blocks: data_); read as star-particles``): the caller should then keep a copy of the
+        original before saving over it (the labels format keeps only names, coordinates and
+        kinds).
+
+    Raises
+    ------
+    CoordinateFormatError
+        A missing, empty or unreadable file, or a STAR file without coordinates (never zero
+        labels in silence).
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise CoordinateFormatError(p, "no such file")
+    blocks = _read_star_blocks(p)
+    opts = _ReadOptions(box_size=None, micrograph=None)
+    notes: list[str] = []
+    if _is_own_labels(blocks):
+        table = _labels_from_blocks(p, blocks, opts)
+    else:
+        fmt = _classify_star(_block_labels(blocks))
+        if fmt is None:
+            raise _no_coordinates(p, blocks)
+        table = _STAR_BLOCK_READERS[fmt](p, blocks, opts)
+        found = ", ".join(f"data_{n}" for n in blocks)
+        notes.append(f"not in picker-gui's own labels format (blocks: {found}); read as {fmt}")
+    return table.replace(source="manual"), notes
+
+
+def relion_micrograph_names(star_path: str | os.PathLike[str]) -> tuple[dict[str, str], Path | None]:
+    """The micrograph names RELION knows, and its project folder, from a micrographs STAR.
+
+    Parameters
+    ----------
+    star_path : path-like
+        A RELION micrographs STAR: ``micrographs_ctf.star`` or ``corrected_micrographs.star``
+        (block ``data_micrographs``), or RELION 3.0's single unnamed block.
+
+    Returns
+    -------
+    names : dict
+        Micrograph key -> ``rlnMicrographName`` (e.g. ``mic_001`` ->
+        ``MotionCorr/job002/Movies/mic_001.mrc``), for ``write_coordinates(micrograph_names=...)``.
+    project : Path or None
+        The nearest folder, from the STAR file's own folder upwards, in which the listed
+        (relative) micrograph paths exist: RELION's project folder. None when there is none.
+
+    Raises
+    ------
+    CoordinateFormatError
+        An unreadable file or one without ``rlnMicrographName``.
+    """
+    p = Path(star_path)
+    blocks = _read_star_blocks(p)
+    _, df = _find_block(p, blocks, (_MIC,), names=("micrographs",))
+    names: dict[str, str] = {}
+    clashes: list[str] = []
+    for name in _string_column(df, _MIC):
+        if not name:
+            continue
+        key = micrograph_key(name)
+        if key in names and names[key] != name:
+            clashes.append(name)
+        names.setdefault(key, name)
+    if clashes:
+        logger.warning("%s: %d micrograph(s) share a name with another one in a different folder (%s); the "
+                       "first of each is used", p, len(clashes), ", ".join(clashes[:5]))
+    relative = [n for n in names.values() if not Path(n).is_absolute()][:3]
+    project = None
+    if relative:
+        start = p.resolve().parent
+        for folder in (start, *start.parents):
+            if all((folder / n).exists() for n in relative):
+                project = folder
+                break
+    return names, project

@@ -2,21 +2,32 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import logging
+import os
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import pytest
 import starfile
 
 from picker_gui.core.coords import CoordinateTable, micrograph_key
+from picker_gui.core import formats
 from picker_gui.core.errors import CoordinateFormatError
 from picker_gui.core.formats import (
     READ_FORMATS,
     WRITE_FORMATS,
     detect_format,
+    labels_star_text,
     read_coordinates,
+    read_labels_file,
+    relion_micrograph_names,
     write_coordinates,
+    write_labels_file,
 )
+from picker_gui.core.star import read_star, write_star
 
 WIDTH, HEIGHT = 2048, 1536  # non-square on purpose: x < 2048, y < 1536
 BOX = 64
@@ -54,6 +65,7 @@ def write_target(tmp_path: Path, fmt: str) -> Path:
         "relion": tmp_path / "relion_out",
         "relion-list": tmp_path / "job" / "autopick.star",
         "star-particles": tmp_path / "particles.star",
+        "labels": tmp_path / "project" / "labels.star",
         "box": tmp_path / "box_out",
         "topaz": tmp_path / "picks.txt",
         "csv": tmp_path / "picks.csv",
@@ -68,13 +80,22 @@ def assert_error(exc_info: pytest.ExceptionInfo, path: Path, *fragments: str) ->
         assert fragment in message, message
 
 
+def assert_problem(exc_info: pytest.ExceptionInfo, path: Path, *fragments: str) -> None:
+    """Like :func:`assert_error`, the fragments looked for in the problem alone (not in the path,
+    which holds the test's name)."""
+    assert isinstance(exc_info.value, CoordinateFormatError)
+    assert path.name in str(exc_info.value), str(exc_info.value)
+    for fragment in fragments:
+        assert fragment in exc_info.value.problem, str(exc_info.value)
+
+
 # --------------------------------------------------------------------------------------------
 # API constants
 # --------------------------------------------------------------------------------------------
 def test_format_names():
-    assert READ_FORMATS == ("star", "relion", "relion-list", "star-particles", "box", "topaz", "csv",
+    assert READ_FORMATS == ("star", "relion", "relion-list", "star-particles", "labels", "box", "topaz", "csv",
                             "cbox", "cs")
-    assert WRITE_FORMATS == ("relion", "relion-list", "star-particles", "box", "topaz", "csv")
+    assert WRITE_FORMATS == ("relion", "relion-list", "star-particles", "labels", "box", "topaz", "csv")
 
 
 # --------------------------------------------------------------------------------------------
@@ -90,7 +111,7 @@ def test_round_trip(tmp_path, fmt, with_scores):
     back = read_coordinates(target, fmt)
     assert len(back) == len(table)
     assert set(back.micrographs()) == {"mic01", "mic02"}
-    assert_same_coords(back, table)
+    assert_same_coords(back, table, scores=fmt != "labels")  # the labels format keeps no scores
     assert set(back.kind) == {"particle"}
     if not with_scores:
         assert not back.has_scores
@@ -103,7 +124,7 @@ def test_round_trip_with_detected_format(tmp_path, fmt):
     target = write_target(tmp_path, fmt)
     write_coordinates(table, target, fmt, box_size=BOX)
     assert detect_format(target) == fmt
-    assert_same_coords(read_coordinates(target), table)
+    assert_same_coords(read_coordinates(target), table, scores=fmt != "labels")
 
 
 def test_csv_round_trip_keeps_every_column(tmp_path):
@@ -312,7 +333,7 @@ def test_single_micrograph_box_file_and_multi_micrograph_error(tmp_path):
 def test_box_write_needs_box_size(tmp_path):
     with pytest.raises(CoordinateFormatError) as exc:
         write_coordinates(make_table(), tmp_path / "boxes", "box")
-    assert_error(exc, tmp_path / "boxes", "box_size")
+    assert_error(exc, tmp_path / "boxes", "needs the box size (--box-size)")
 
 
 def test_relion_read_names_and_missing_fom(tmp_path):
@@ -563,7 +584,8 @@ def test_star_non_finite_coordinate(tmp_path):
     path.write_text("data_\n\nloop_\n_rlnCoordinateX #1\n_rlnCoordinateY #2\n10.0 nan\n")
     with pytest.raises(CoordinateFormatError) as exc:
         read_coordinates(path)
-    assert_error(exc, path, "not a finite number", "rlnCoordinateY")
+    assert_error(exc, path, "line 6", "missing", "rlnCoordinateY")
+    assert "nan" not in str(exc.value).split(":")[-1]
 
 
 def test_star_wrong_field_count(tmp_path):
@@ -596,7 +618,7 @@ def test_box_two_columns_need_box_size(tmp_path):
     path.write_text("10 20\n")
     with pytest.raises(CoordinateFormatError) as exc:
         read_coordinates(path)
-    assert_error(exc, path, "box_size")
+    assert_error(exc, path, "needs the box size (--box-size)")
     np.testing.assert_allclose(read_coordinates(path, box_size=64).xy(), [[42.0, 52.0]])
 
 
@@ -663,3 +685,366 @@ def test_nonexistent_path(tmp_path):
     with pytest.raises(CoordinateFormatError) as exc:
         read_coordinates(path)
     assert_error(exc, path, "no such file")
+
+
+# --------------------------------------------------------------------------------------------
+# Awkward micrograph names (a name with a space once made every label of a project disappear)
+# --------------------------------------------------------------------------------------------
+AWKWARD = ["a b.mrc", "it's.mrc", 'q"z.mrc', "x#y.mrc", "#lead.mrc", "é ü_ß.mrc", "001"]
+#: Non-square micrographs of different heights, so a flip that used the wrong name would show.
+AWKWARD_HEIGHTS = {name: HEIGHT - 100 * i for i, name in enumerate(AWKWARD)}
+
+
+def awkward_table() -> CoordinateTable:
+    names = [name for name in AWKWARD for _ in range(2)]
+    n = len(names)
+    x = np.linspace(40.25, WIDTH - 40.5, n)
+    y = np.linspace(1300.75, 60.5, n)
+    return CoordinateTable.from_arrays(names, x, y, np.linspace(-3.5, 2.25, n), source="test")
+
+
+#: Formats that keep the whole name; the others keep the micrograph key (file name or Topaz).
+FULL_NAME_FORMATS = ("relion-list", "star-particles", "labels", "csv")
+
+
+@pytest.mark.parametrize("fmt", WRITE_FORMATS)
+def test_awkward_names_round_trip(tmp_path, fmt):
+    table = awkward_table()
+    target = write_target(tmp_path, fmt)
+    write_coordinates(table, target, fmt, box_size=BOX, flip_y=True, image_heights=AWKWARD_HEIGHTS)
+    assert detect_format(target) == fmt
+    back = read_coordinates(target, flip_y=True, image_heights=AWKWARD_HEIGHTS)
+    if fmt in FULL_NAME_FORMATS:
+        assert sorted(set(back.micrograph)) == sorted(AWKWARD)
+    assert sorted(back.micrographs()) == sorted(micrograph_key(n) for n in AWKWARD)
+    assert_same_coords(back, table, atol=0.006, scores=fmt != "labels")
+    for name in AWKWARD:
+        np.testing.assert_allclose(np.sort(back.for_micrograph(name).y), np.sort(table.for_micrograph(name).y),
+                                   atol=0.006)
+
+
+def test_our_star_is_read_by_starfile_for_simple_names(tmp_path):
+    table = CoordinateTable.from_arrays(["a b.mrc", "é ü_ß.mrc", "plain.mrc"], [1.5, 2.25, 2047.0],
+                                        [4.0, 1535.5, 6.125])
+    write_coordinates(table, tmp_path / "p.star")
+    df = starfile.read(tmp_path / "p.star", parse_as_string=["rlnMicrographName"])
+    assert df["rlnMicrographName"].tolist() == ["a b.mrc", "é ü_ß.mrc", "plain.mrc"]
+    np.testing.assert_allclose(df["rlnCoordinateY"], [4.0, 1535.5, 6.125])
+    write_coordinates(table, tmp_path / "job" / "autopick.star", "relion-list")
+    lst = starfile.read(tmp_path / "job" / "autopick.star", parse_as_string=["rlnMicrographName",
+                                                                            "rlnMicrographCoordinates"])
+    assert lst["rlnMicrographCoordinates"].tolist() == ["coordinates/a b_autopick.star",
+                                                        "coordinates/é ü_ß_autopick.star",
+                                                        "coordinates/plain_autopick.star"]
+
+
+def test_star_particles_sniffing_is_not_confused_by_quoted_values(tmp_path):
+    path = tmp_path / "p.star"
+    path.write_text('# comment\ndata_particles\n\nloop_\n_rlnMicrographName #1\n_rlnCoordinateX #2\n'
+                    '_rlnCoordinateY #3\n"data_1.mrc" 1 2\n"_x y.mrc" 3 4\n"#c.mrc" 5 6\nx#y.mrc 7 8\n')
+    assert detect_format(path) == "star-particles"
+    assert list(read_coordinates(path).micrograph) == ["data_1.mrc", "_x y.mrc", "#c.mrc", "x#y.mrc"]
+
+
+def test_star_name_with_a_line_break_is_refused_and_nothing_written(tmp_path):
+    table = CoordinateTable.from_arrays(["ok.mrc", "bad\nname.mrc"], [1.0, 2.0], [3.0, 4.0])
+    for fmt, target in (("star-particles", tmp_path / "p.star"), ("labels", tmp_path / "labels.star"),
+                        ("relion-list", tmp_path / "job" / "autopick.star")):
+        with pytest.raises(CoordinateFormatError) as exc:
+            write_coordinates(table, target, fmt)
+        assert_problem(exc, target, repr("bad\nname.mrc"))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_topaz_name_with_a_tab_is_refused(tmp_path):
+    table = CoordinateTable.from_arrays(["a\tb.mrc"], [1.0], [2.0])
+    with pytest.raises(CoordinateFormatError) as exc:
+        write_coordinates(table, tmp_path / "t.txt")
+    assert_problem(exc, tmp_path / "t.txt", repr("a\tb"), "tab")
+    assert not (tmp_path / "t.txt").exists()
+
+
+def test_per_micrograph_name_that_cannot_be_a_file_name(tmp_path):
+    table = CoordinateTable.from_arrays(["ok.mrc", "nul\x00.mrc"], [1.0, 2.0], [3.0, 4.0])
+    for fmt in ("box", "relion"):
+        with pytest.raises(CoordinateFormatError) as exc:
+            write_coordinates(table, tmp_path / fmt, fmt, box_size=BOX)
+        assert_problem(exc, tmp_path / fmt, "cannot be a file name")
+        assert not (tmp_path / fmt).exists()
+
+
+def test_topaz_keeps_names_with_spaces_and_leading_hash(tmp_path):
+    path = tmp_path / "t.txt"
+    path.write_text("# made by hand\nimage_name\tx_coord\ty_coord\n# a comment after the header\n"
+                    "a b\t1\t2\n#12\t3\t4\n")
+    table = read_coordinates(path)
+    assert list(table.micrograph) == ["a b", "#12"]
+    np.testing.assert_allclose(table.xy(), [[1, 2], [3, 4]])
+
+
+def test_csv_quotes_a_leading_hash_and_still_skips_comments(tmp_path):
+    path = tmp_path / "p.csv"
+    write_coordinates(CoordinateTable.from_arrays(["#mic.mrc", "a,b.mrc"], [1.0, 2.0], [3.0, 4.0]), path)
+    lines = path.read_text(encoding="utf-8").splitlines()
+    assert lines[1].startswith('"#mic.mrc",') and lines[2].startswith('"a,b.mrc",')
+    path.write_text("# a comment\n" + "\n".join(lines) + "\n# another\n", encoding="utf-8")
+    assert list(read_coordinates(path).micrograph) == ["#mic.mrc", "a,b.mrc"]
+
+
+# --------------------------------------------------------------------------------------------
+# Atomic writing
+# --------------------------------------------------------------------------------------------
+ATOMIC_TARGETS = [("star-particles", "p.star"), ("labels", "labels.star"), ("csv", "p.csv"),
+                  ("topaz", "p.txt"), ("box", "mic01.box"), ("relion", "mic01_autopick.star")]
+
+
+def _disk_full(*args, **kwargs):
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+@pytest.mark.parametrize("fmt, name", ATOMIC_TARGETS)
+def test_full_disk_at_fsync_keeps_the_old_file(tmp_path, monkeypatch, fmt, name):
+    table = make_table().for_micrograph("mic01")
+    target = tmp_path / name
+    write_coordinates(table, target, fmt, box_size=BOX)
+    before = target.read_bytes()
+    monkeypatch.setattr(os, "fsync", _disk_full)
+    with pytest.raises(OSError) as exc:
+        write_coordinates(table.replace(x=table.x + 1), target, fmt, box_size=BOX)
+    assert exc.value.errno == errno.ENOSPC
+    assert target.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == [name]  # no temporary file left
+
+
+@pytest.mark.parametrize("fmt, name", ATOMIC_TARGETS)
+def test_full_disk_halfway_keeps_the_old_file(tmp_path, monkeypatch, fmt, name):
+    table = make_table().for_micrograph("mic01")
+    target = tmp_path / name
+    write_coordinates(table, target, fmt, box_size=BOX)
+    before = target.read_bytes()
+    real = formats.atomic_output
+
+    @contextlib.contextmanager
+    def half_then_full(path, *args, **kwargs):
+        with real(path, *args, **kwargs) as fh:
+            class HalfWriter:
+                def write(self, data):
+                    fh.write(data[: len(data) // 2])
+                    fh.flush()
+                    _disk_full()
+
+            yield HalfWriter()
+
+    monkeypatch.setattr(formats, "atomic_output", half_then_full)
+    with pytest.raises(OSError):
+        write_coordinates(table.replace(x=table.x + 1), target, fmt, box_size=BOX)
+    assert target.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == [name]
+
+
+def test_relion_list_full_disk_keeps_the_old_list(tmp_path, monkeypatch):
+    list_path = tmp_path / "job" / "autopick.star"
+    write_coordinates(make_table(), list_path, "relion-list")
+    before = {p: p.read_bytes() for p in (tmp_path / "job").rglob("*") if p.is_file()}
+    monkeypatch.setattr(os, "fsync", _disk_full)
+    with pytest.raises(OSError):
+        write_coordinates(make_table().replace(y=make_table().y + 1), list_path, "relion-list")
+    after = {p: p.read_bytes() for p in (tmp_path / "job").rglob("*") if p.is_file()}
+    assert after == before
+
+
+# --------------------------------------------------------------------------------------------
+# picker-gui's labels file
+# --------------------------------------------------------------------------------------------
+def labels_table() -> CoordinateTable:
+    pos = CoordinateTable.from_arrays(["a b.mrc", "a b.mrc", "001"], [10.5, 2000.25, 7.0], [1500.75, 3.0, 9.0])
+    neg = CoordinateTable.from_arrays(["a b.mrc", "#n.mrc"], [400.0, 12.5], [300.0, 1535.0], kind="negative")
+    return CoordinateTable.concat([pos, neg]).replace(source="manual")
+
+
+def test_labels_round_trip_keeps_negatives(tmp_path):
+    path = tmp_path / "labels.star"
+    assert write_labels_file(path, labels_table()) == path
+    assert detect_format(path) == "labels"
+    back = read_coordinates(path)
+    assert list(back.kind) == ["particle"] * 3 + ["negative"] * 2
+    assert back.replace(source="manual") == labels_table()
+    table, notes = read_labels_file(path)
+    assert table == labels_table() and notes == []
+    blocks = starfile.read(path, always_dict=True)  # an independent reader
+    assert list(blocks) == ["particles", "negatives"]
+    assert blocks["particles"]["rlnCoordinateX"].tolist() == [10.5, 2000.25, 7.0]
+
+
+def test_generic_star_reader_keeps_negatives(tmp_path):
+    path = tmp_path / "labels.star"
+    path.write_text(labels_star_text(labels_table()), encoding="utf-8")
+    back = read_coordinates(path, "star")
+    assert (back.kind == "negative").sum() == 2
+    assert sorted(back.for_micrograph("#n").xy().tolist()) == [[12.5, 1535.0]]
+
+
+def test_labels_detected_by_content(tmp_path):
+    # picker-gui's labels as an older version wrote them: tabs, 2 decimals, the comment on top
+    old = tmp_path / "old_labels.star"
+    old.write_text("# picker-gui labels: particle centres in original-micrograph pixels (x = column, y = row)\n\n"
+                   "data_particles\n\nloop_\n_rlnMicrographName #1\n_rlnCoordinateX #2\n_rlnCoordinateY #3\n"
+                   "a.mrc\t10.50\t1500.75\n\ndata_negatives\n\nloop_\n_rlnMicrographName #1\n_rlnCoordinateX #2\n"
+                   "_rlnCoordinateY #3\na.mrc\t400.00\t300.00\n")
+    assert detect_format(old) == "labels"
+    table, notes = read_labels_file(old)
+    assert notes == [] and list(table.kind) == ["particle", "negative"]
+    # no comment: the data_negatives block after the particles tells
+    bare = tmp_path / "bare.star"
+    bare.write_text("data_particles\nloop_\n_rlnMicrographName\n_rlnCoordinateX\n_rlnCoordinateY\na.mrc 1 2\n"
+                    "b.mrc 3 4\n\ndata_negatives\nloop_\n_rlnMicrographName\n_rlnCoordinateX\n_rlnCoordinateY\n")
+    assert detect_format(bare) == "labels"
+    # our own star-particles output is not mistaken for labels
+    write_coordinates(make_table(False), tmp_path / "particles.star")
+    assert detect_format(tmp_path / "particles.star") == "star-particles"
+
+
+def test_read_labels_file_reads_relion3_with_a_note(tmp_path):
+    path = tmp_path / "labels.star"
+    path.write_text("\ndata_\n\nloop_\n_rlnMicrographName #1\n_rlnCoordinateX #2\n_rlnCoordinateY #3\n"
+                    "_rlnAutopickFigureOfMerit #4\n"
+                    "Micrographs/001.mrc 1024.5 768.0 -999.0\nMicrographs/002.mrc 10.0 20.0 1.5\n")
+    table, notes = read_labels_file(path)
+    assert list(table.micrograph) == ["Micrographs/001.mrc", "Micrographs/002.mrc"]
+    assert table.micrographs() == ["001", "002"]
+    np.testing.assert_allclose(table.xy(), [[1024.5, 768.0], [10.0, 20.0]])
+    assert set(table.kind) == {"particle"} and set(table.source) == {"manual"}
+    assert len(notes) == 1 and "not in picker-gui's own labels format" in notes[0]
+
+
+def test_read_labels_file_reads_relion31_particles_with_a_note(tmp_path):
+    path = tmp_path / "labels.star"
+    path.write_text("data_optics\nloop_\n_rlnOpticsGroup #1\n1\n\ndata_particles\nloop_\n_rlnCoordinateX #1\n"
+                    "_rlnCoordinateY #2\n_rlnMicrographName #3\n_rlnOpticsGroup #4\n1200 300.5 m/0001.mrc 1\n")
+    table, notes = read_labels_file(path)
+    assert table.micrographs() == ["0001"] and len(notes) == 1 and "star-particles" in notes[0]
+
+
+@pytest.mark.parametrize("content, fragment", [
+    ("data_optics\n\nloop_\n_rlnOpticsGroup #1\n_rlnImagePixelSize #2\n1 1.06\n", "no coordinate columns"),
+    ("data_general\n\n_rlnImageSizeX 4096\n", "no coordinate columns"),
+    ("", "empty"),
+    ("\x00\x01garbage that is not STAR at all\n", "no STAR data block"),
+    ("data_particles\nloop_\n_rlnMicrographName #1\n_rlnCoordinateX #2\n_rlnCoordinateY #3\na.mrc\t1.0\tx\n", "'x'"),
+    ("data_particles\nloop_\n_rlnMicrographName #1\n_rlnCoordinateX #2\na.mrc\t1.0\n", "rlnCoordinateY"),
+])
+def test_read_labels_file_never_returns_nothing_in_silence(tmp_path, content, fragment):
+    path = tmp_path / "labels.star"
+    path.write_text(content)
+    with pytest.raises(CoordinateFormatError) as exc:
+        read_labels_file(path)
+    assert_problem(exc, path, fragment)
+
+
+def test_empty_labels_round_trip(tmp_path):
+    path = write_labels_file(tmp_path / "new" / "labels.star", CoordinateTable.empty())
+    table, notes = read_labels_file(path)
+    assert len(table) == 0 and notes == []
+
+
+# --------------------------------------------------------------------------------------------
+# RELION 4/5 coordinate lists inside a RELION project
+# --------------------------------------------------------------------------------------------
+def make_relion_project(root: Path, mics: Sequence[str]) -> Path:
+    """A RELION project folder with motion-corrected micrographs and CtfFind's micrographs STAR."""
+    movies = root / "MotionCorr" / "job002" / "Movies"
+    movies.mkdir(parents=True)
+    for mic in mics:
+        (movies / f"{mic}.mrc").write_bytes(b"")
+    ctf = root / "CtfFind" / "job003" / "micrographs_ctf.star"
+    ctf.parent.mkdir(parents=True)
+    ctf.write_text(write_star({
+        "optics": {"rlnOpticsGroupName": ["opticsGroup1"], "rlnOpticsGroup": [1]},
+        "micrographs": {"rlnMicrographName": [f"MotionCorr/job002/Movies/{m}.mrc" for m in mics],
+                        "rlnOpticsGroup": [1] * len(mics), "rlnCtfMaxResolution": [3.5] * len(mics)},
+    }), encoding="utf-8")
+    return ctf
+
+
+def test_relion_micrograph_names(tmp_path):
+    project = tmp_path / "relion project"
+    ctf = make_relion_project(project, ["mic01", "mic 02"])
+    names, found = relion_micrograph_names(ctf)
+    assert names == {"mic01": "MotionCorr/job002/Movies/mic01.mrc", "mic 02": "MotionCorr/job002/Movies/mic 02.mrc"}
+    assert found == project.resolve()
+    (project / "MotionCorr" / "job002" / "Movies" / "mic01.mrc").unlink()
+    assert relion_micrograph_names(ctf)[1] is None  # the micrographs are not there: no project
+    relion30 = tmp_path / "micrographs.star"
+    relion30.write_text("data_\nloop_\n_rlnMicrographName #1\n_rlnDefocusU #2\nMicrographs/m1.mrc 10000\n")
+    assert relion_micrograph_names(relion30) == ({"m1": "Micrographs/m1.mrc"}, None)
+
+
+def test_relion_list_with_relion_names_and_project(tmp_path, caplog):
+    project = tmp_path / "relion project"
+    ctf = make_relion_project(project, ["mic01", "mic02"])
+    names, found = relion_micrograph_names(ctf)
+    extra = CoordinateTable.from_arrays("elsewhere/mic03.mrc", [5.0], [6.0])
+    table = CoordinateTable.concat([make_table(), extra])  # mic03 is unknown to RELION
+    list_path = project / "External" / "job010" / "autopick.star"
+    with caplog.at_level(logging.WARNING):
+        written = write_coordinates(table, list_path, "relion-list", micrograph_names=names, relion_project=found)
+    assert "mic03" in caplog.text
+    df = read_star(list_path)["coordinate_files"]
+    assert df["rlnMicrographName"].tolist() == ["MotionCorr/job002/Movies/mic01.mrc",
+                                                "MotionCorr/job002/Movies/mic02.mrc", "elsewhere/mic03.mrc"]
+    entries = df["rlnMicrographCoordinates"].tolist()
+    assert entries == [f"External/job010/coordinates/{m}_autopick.star" for m in ("mic01", "mic02", "mic03")]
+    assert all((project / e).is_file() for e in entries)  # as RELION resolves them
+    assert written[1:] == [project / e for e in entries]
+    back = read_coordinates(list_path)
+    assert_same_coords(back, table)
+    assert sorted(set(back.micrograph)) == df["rlnMicrographName"].tolist()
+
+
+def test_relion_list_outside_the_project_gets_absolute_entries(tmp_path):
+    project = tmp_path / "relion"
+    project.mkdir()
+    list_path = tmp_path / "elsewhere" / "autopick.star"
+    write_coordinates(make_table(), list_path, "relion-list", relion_project=project)
+    entries = read_star(list_path)["coordinate_files"]["rlnMicrographCoordinates"].tolist()
+    assert all(Path(e).is_absolute() and Path(e).is_file() for e in entries)
+    assert_same_coords(read_coordinates(list_path), make_table())
+
+
+# --------------------------------------------------------------------------------------------
+# Messages
+# --------------------------------------------------------------------------------------------
+def test_text_file_named_cs(tmp_path):
+    path = tmp_path / "picks.cs"
+    path.write_text("micrograph,x,y\nmic01,1,2\n")
+    with pytest.raises(CoordinateFormatError) as exc:
+        read_coordinates(path)
+    assert_problem(exc, path, "not a cryoSPARC .cs file (not a numpy array file)")
+    assert "pickle" not in exc.value.problem
+
+
+def test_pickled_numpy_file_named_cs(tmp_path):
+    path = tmp_path / "objects.cs"
+    with open(path, "wb") as fh:
+        np.save(fh, np.array([{"x": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(CoordinateFormatError) as exc:
+        read_coordinates(path)
+    assert_problem(exc, path, "not a cryoSPARC .cs file")
+    assert "pickle" not in exc.value.problem
+
+
+@pytest.mark.parametrize("name, content, line, column", [
+    ("p.csv", "micrograph,x,y\nmic01,1,2\nmic01,,2\n", 3, "x"),
+    ("p.csv", "micrograph,x,y\nmic01,1,nan\n", 2, "y"),
+    ("p.star", "data_particles\nloop_\n_rlnMicrographName\n_rlnCoordinateX\n_rlnCoordinateY\nm 1 2\nm 3 <NA>\n",
+     7, "rlnCoordinateY"),
+    ("p.txt", "image_name\tx_coord\ty_coord\nm\t\t2\n", 2, "x_coord"),
+])
+def test_missing_value_message(tmp_path, name, content, line, column):
+    path = tmp_path / name
+    path.write_text(content)
+    with pytest.raises(CoordinateFormatError) as exc:
+        read_coordinates(path)
+    assert_problem(exc, path, "missing")
+    assert (exc.value.line, exc.value.column) == (line, column)
+    assert "coordinate nan" not in exc.value.problem.lower()
