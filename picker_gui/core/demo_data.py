@@ -67,3 +67,17 @@ def write_sparse_labels(folder: Path, truth, per_micrograph: int, seed: int):
     labels = CoordinateTable.concat(parts)
     write_coordinates(labels, Path(folder) / "labels.star", "star-particles")
     return labels
+
+
+def demo_project_setup(folder: Path | None = None):
+    """Settings and labels for the demo dataset's project: its particle diameter (the pixel
+    size is in the headers) and the sparse labels written with it, as a user would have
+    clicked them, so the first window shows labelled micrographs."""
+    import json
+
+    from picker_gui.core.formats import read_coordinates
+
+    folder = folder or demo_folder()
+    meta = json.loads((folder / "dataset.json").read_text(encoding="utf-8"))
+    labels = read_coordinates(folder / "labels.star").replace(source="manual")
+    return {"diameter_a": float(meta["particle_diameter_a"]), "pixel_size_a": None}, labels

@@ -8,27 +8,43 @@
       labels.star      the user's clicks: block data_particles (positives) and
                        data_negatives (things that are not particles), centres in
                        original-micrograph pixels, readable by RELION and starfile
+      project.lock     which window has the project open (host, process, since when)
       cache/           preprocessed micrographs (safe to delete)
 
-Every write goes to a temporary file that is flushed to disk and then renamed over the old
-one, so a crash at any moment leaves either the old file or the new one, never half of
-one. A labels file that cannot be parsed is moved aside (never overwritten) and the
-problem reported, so nothing a user clicked is lost silently.
+Nothing a user made is lost or overwritten:
+
+- Every write goes to a temporary file that is flushed to disk and then renamed over the
+  old one, so a crash at any moment leaves either the old file or the new one.
+- A labels file that cannot be parsed is moved aside (never overwritten) and the problem
+  reported. A labels file in another format the registry reads (RELION 3's unnamed
+  ``data_`` block, a particles STAR) is read, and a copy of the original is kept before
+  picker-gui ever writes its own format over it.
+- A lock file says which window has the project open. A second window is told who holds it
+  and may open the project read-only or take it over; the first window then notices, at
+  its next heartbeat or save, that the project is no longer its own and stops writing. A
+  lock whose process has died, or that has not been refreshed for a while, is stale and is
+  taken over without asking.
+- Before every save the labels file is checked against what this project last read or
+  wrote; a file changed by someone else is kept aside (``labels.star.other-<time>``) and
+  the save says so, instead of silently replacing it.
 """
 
 from __future__ import annotations
 
+import getpass
 import json
 import logging
+import os
+import shutil
+import socket
 import time
-from dataclasses import asdict, dataclass, field
+import uuid
+from dataclasses import asdict, dataclass, field, fields
 from os import PathLike
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from picker_gui.core.coords import NEGATIVE, PARTICLE, CoordinateTable
+from picker_gui.core.coords import CoordinateTable
 from picker_gui.core.errors import PickerError
 from picker_gui.core.paths import atomic_write_text, user_folder
 
@@ -36,7 +52,36 @@ logger = logging.getLogger(__name__)
 
 PROJECT_FILE = "project.json"
 LABELS_FILE = "labels.star"
+LOCK_FILE = "project.lock"
 PROJECT_VERSION = 1
+#: The holder of a lock rewrites it this often; a lock untouched for STALE_AFTER_S is stale.
+LOCK_REFRESH_S = 15.0
+STALE_AFTER_S = 120.0
+
+
+def _stamp() -> str:
+    return time.strftime("%Y%m%d-%H%M%S")
+
+
+def _aside(path: Path, tag: str) -> Path:
+    """A free name beside ``path`` for keeping an old version: ``labels.star.<tag>-<time>``."""
+    base = path.with_name(f"{path.name}.{tag}-{_stamp()}")
+    candidate, n = base, 1
+    while candidate.exists():
+        candidate = base.with_name(f"{base.name}-{n}")
+        n += 1
+    return candidate
+
+
+# -- settings -----------------------------------------------------------------------------
+def _number(value: Any, name: str, *, positive: bool = True, optional: bool = False) -> float | None:
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f'"{name}" must be a number, found {json.dumps(value)}')
+    if positive and not value > 0:
+        raise ValueError(f'"{name}" must be positive, found {value}')
+    return float(value)
 
 
 @dataclass
@@ -54,43 +99,48 @@ class ProjectSettings:
     skipped: list[str] = field(default_factory=list)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "ProjectSettings":
-        known = {f for f in cls.__dataclass_fields__}
+    def from_dict(cls, data: Any) -> "ProjectSettings":
+        """Settings from the JSON of project.json, checked field by field.
+
+        Raises
+        ------
+        ValueError
+            Naming the field and what is wrong with it (unknown fields are ignored, so an
+            older picker-gui opens a newer project's settings).
+        """
+        if not isinstance(data, dict):
+            raise ValueError(f'"settings" must be an object, found {json.dumps(data)[:40]}')
+        known = {f.name for f in fields(cls)}
         values = {k: v for k, v in data.items() if k in known}
+        if not isinstance(values.get("micrograph_folder", ""), str):
+            raise ValueError('"micrograph_folder" must be a folder name')
+        for name in ("diameter_a", "lowpass_a"):
+            if name in values:
+                values[name] = _number(values[name], name)
+        if "pixel_size_a" in values:
+            values["pixel_size_a"] = _number(values["pixel_size_a"], "pixel_size_a", optional=True)
+        if "invert" in values and not isinstance(values["invert"], bool):
+            raise ValueError('"invert" must be true or false')
         if "contrast_percentiles" in values:
-            values["contrast_percentiles"] = tuple(values["contrast_percentiles"])
+            cp = values["contrast_percentiles"]
+            if not (isinstance(cp, (list, tuple)) and len(cp) == 2):
+                raise ValueError('"contrast_percentiles" must be two numbers')
+            values["contrast_percentiles"] = tuple(_number(v, "contrast_percentiles", positive=False) for v in cp)
+        if "current_micrograph" in values and not isinstance(values["current_micrograph"], (str, type(None))):
+            raise ValueError('"current_micrograph" must be a name or null')
+        if "view" in values and values["view"] is not None:
+            view = values["view"]
+            if not (isinstance(view, list) and len(view) == 4):
+                raise ValueError('"view" must be four numbers or null')
+            values["view"] = [_number(v, "view", positive=False) for v in view]
+        if "skipped" in values:
+            skipped = values["skipped"]
+            if not (isinstance(skipped, list) and all(isinstance(s, str) for s in skipped)):
+                raise ValueError('"skipped" must be a list of names')
         return cls(**values)
 
 
 # -- labels --------------------------------------------------------------------------------
-def _block(table: CoordinateTable):
-    import pandas as pd
-
-    return pd.DataFrame(
-        {
-            "rlnMicrographName": table.micrograph.astype(str),
-            "rlnCoordinateX": np.round(table.x, 2),
-            "rlnCoordinateY": np.round(table.y, 2),
-        }
-    )
-
-
-def labels_to_star_text(labels: CoordinateTable) -> str:
-    """The labels as STAR text: data_particles then data_negatives."""
-    lines = ["# picker-gui labels: particle centres in original-micrograph pixels (x = column, y = row)", ""]
-    for block, kind in (("particles", PARTICLE), ("negatives", NEGATIVE)):
-        part = labels[labels.kind == kind]
-        lines += [f"data_{block}", "", "loop_", "_rlnMicrographName #1", "_rlnCoordinateX #2", "_rlnCoordinateY #3"]
-        for m, x, y in zip(part.micrograph, part.x, part.y):
-            lines.append(f"{m}\t{x:.2f}\t{y:.2f}")
-        lines.append("")
-    return "\n".join(lines)
-
-
-def save_labels(path: str | PathLike, labels: CoordinateTable) -> None:
-    atomic_write_text(Path(path), labels_to_star_text(labels))
-
-
 class LabelFileError(PickerError):
     """The labels file could not be read; it was moved aside to ``kept_as``."""
 
@@ -100,55 +150,200 @@ class LabelFileError(PickerError):
         super().__init__(f"{path}: cannot read the labels ({problem}){where}")
 
 
-def load_labels(path: str | PathLike) -> CoordinateTable:
-    """Read labels written by :func:`save_labels` (an absent file means no labels).
+def save_labels(path: str | PathLike, labels: CoordinateTable) -> None:
+    """Write labels in picker-gui's own format (data_particles + data_negatives), atomically."""
+    from picker_gui.core.formats import write_labels_file
+
+    write_labels_file(Path(path), labels)
+
+
+def read_labels(path: str | PathLike) -> tuple[CoordinateTable, list[str]]:
+    """Labels and notes. An absent file means no labels. A file in another format the
+    registry reads is read, and a copy of the original is kept beside it (the next save
+    writes picker-gui's format); the notes say so.
 
     Raises
     ------
     LabelFileError
-        The file exists but cannot be parsed; it has been renamed aside first.
+        The file exists but cannot be read as coordinates; it has been moved aside first.
     """
-    import starfile
+    from picker_gui.core.formats import read_labels_file
 
     path = Path(path)
     if not path.exists():
-        return CoordinateTable.empty()
+        return CoordinateTable.empty(), []
     try:
-        blocks = starfile.read(path, always_dict=True)
-        parts = []
-        for block, kind in (("particles", PARTICLE), ("negatives", NEGATIVE)):
-            df = blocks.get(block)
-            if df is None or len(df) == 0:
-                continue
-            missing = {"rlnMicrographName", "rlnCoordinateX", "rlnCoordinateY"} - set(df.columns)
-            if missing:
-                raise ValueError(f"block data_{block} lacks {', '.join(sorted(missing))}")
-            x = np.asarray(df["rlnCoordinateX"], dtype=np.float64)
-            y = np.asarray(df["rlnCoordinateY"], dtype=np.float64)
-            if not (np.isfinite(x).all() and np.isfinite(y).all()):
-                raise ValueError(f"block data_{block} has a coordinate that is not a number")
-            parts.append(CoordinateTable.from_arrays(df["rlnMicrographName"].astype(str).to_numpy(), x, y, kind=kind, source="manual"))
-        if not blocks and path.stat().st_size > 0 and path.read_text(errors="replace").strip():
-            raise ValueError("no data block found")
-        return CoordinateTable.concat(parts)
+        table, notes = read_labels_file(path)
     except Exception as exc:  # noqa: BLE001 - whatever broke, the file must be kept
-        kept = path.with_name(f"{path.name}.unreadable-{time.strftime('%Y%m%d-%H%M%S')}")
+        kept: Path | None = _aside(path, "unreadable")
         try:
             path.replace(kept)
         except OSError:
             kept = None
-        detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        detail = (str(exc).strip().splitlines() or [type(exc).__name__])[-1]
+        detail = detail.replace(f"{path}: ", "").replace(f"{path}, ", "")
         raise LabelFileError(path, detail, kept) from None
+    if notes:
+        kept = _aside(path, "original")
+        shutil.copy2(path, kept)
+        notes = [f"{path.name}: {note}; {len(table)} label(s) read, and the original is kept as {kept.name} "
+                 f"(picker-gui writes its own format from now on)" for note in notes]
+    return table, notes
+
+
+def load_labels(path: str | PathLike) -> CoordinateTable:
+    """:func:`read_labels` without the notes."""
+    return read_labels(path)[0]
+
+
+def _signature(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_mtime_ns, st.st_size
+
+
+# -- the lock ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class LockInfo:
+    """Who holds a project: read from and written to ``project.lock``."""
+
+    host: str
+    pid: int
+    token: str
+    user: str
+    since: float
+    refreshed: float  # the file's modification time when read
+
+    def describe(self) -> str:
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(self.since))
+        return f"by {self.user} on {self.host} (process {self.pid}) since {when}"
+
+    def is_stale(self, now: float | None = None) -> bool:
+        """The holder is gone: its process has died (same host), or it has not refreshed the
+        lock for :data:`STALE_AFTER_S` seconds (any host)."""
+        now = time.time() if now is None else now
+        if now - self.refreshed > STALE_AFTER_S:
+            return True
+        if self.host == socket.gethostname():
+            return not _process_alive(self.pid)
+        return False
+
+
+def _process_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # alive, owned by someone else
+    except OSError:
+        return False
+    return True
+
+
+class ProjectLockedError(PickerError):
+    """Another window (maybe in another process or on another machine) holds the project."""
+
+    def __init__(self, folder: Path, holder: LockInfo) -> None:
+        self.folder, self.holder = folder, holder
+        super().__init__(f"{folder}: the project is open in another picker-gui window, {holder.describe()}")
+
+
+class ProjectLock:
+    """The lock of one project folder, held by one window (a token tells windows apart,
+    also two windows of one process)."""
+
+    def __init__(self, folder: str | PathLike) -> None:
+        self.path = Path(folder) / LOCK_FILE
+        self.token = uuid.uuid4().hex
+        self.since = time.time()
+
+    def holder(self) -> LockInfo | None:
+        """Who holds the lock now (None: nobody, or an unreadable lock file)."""
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+            refreshed = self.path.stat().st_mtime
+            return LockInfo(str(data["host"]), int(data["pid"]), str(data["token"]), str(data.get("user", "?")),
+                            float(data.get("since", refreshed)), refreshed)
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def owned(self) -> bool:
+        holder = self.holder()
+        return holder is not None and holder.token == self.token
+
+    def acquire(self, take_over: bool = False) -> LockInfo | None:
+        """Take the lock. Returns the previous holder when a stale lock (or, with
+        ``take_over``, a live one) was replaced, else None.
+
+        Raises
+        ------
+        ProjectLockedError
+            Another live window holds it and ``take_over`` is False.
+        OSError
+            The project folder cannot be written (then nothing can be saved either).
+        """
+        holder = self.holder()
+        if holder is not None and holder.token != self.token and not take_over and not holder.is_stale():
+            raise ProjectLockedError(self.path.parent, holder)
+        self._write()
+        if holder is not None and holder.token != self.token:
+            logger.info("%s: took over the lock held %s%s", self.path.parent, holder.describe(),
+                        " (stale)" if holder.is_stale() else "")
+            return holder
+        return None
+
+    def _write(self) -> None:
+        data = {"host": socket.gethostname(), "pid": os.getpid(), "token": self.token,
+                "user": _user(), "since": self.since}
+        atomic_write_text(self.path, json.dumps(data, indent=1) + "\n")
+
+    def refresh(self) -> bool:
+        """Rewrite the lock if it is still ours (the heartbeat); False when another window
+        has taken it over. An unwritable folder keeps the lock as it was (True)."""
+        if not self.owned():
+            return False
+        try:
+            self._write()
+        except OSError:
+            pass
+        return True
+
+    def release(self) -> None:
+        if self.owned():
+            try:
+                self.path.unlink()
+            except OSError:
+                pass
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # noqa: BLE001 - no user name is not a reason to fail
+        return "?"
 
 
 # -- the project ---------------------------------------------------------------------------
 class Project:
-    """A project folder: settings and labels, loaded and saved atomically."""
+    """A project folder: settings and labels, loaded and saved atomically.
 
-    def __init__(self, folder: str | PathLike, settings: ProjectSettings, labels: CoordinateTable) -> None:
+    ``notes`` holds what the user should hear about the opening (settings or labels that
+    were recovered or kept aside).
+    """
+
+    def __init__(self, folder: str | PathLike, settings: ProjectSettings, labels: CoordinateTable,
+                 notes: list[str] | None = None) -> None:
         self.folder = Path(folder)
         self.settings = settings
         self.labels = labels
+        self.notes: list[str] = list(notes or [])
+        self.lock = ProjectLock(self.folder)
+        self._labels_seen = _signature(self.labels_path)
 
     @property
     def labels_path(self) -> Path:
@@ -171,28 +366,102 @@ class Project:
 
     @classmethod
     def open(cls, folder: str | PathLike) -> "Project":
-        """Open a project. A broken labels file raises LabelFileError after being moved
-        aside; the caller may then open again to start from empty labels."""
+        """Open a project.
+
+        A project.json that cannot be read is kept aside and the settings start again from
+        the micrograph folder the project sits in (``FOLDER/picker-gui``); the notes say so.
+        A broken labels file raises LabelFileError after being moved aside; the caller may
+        then open again to start from empty labels.
+        """
         folder = Path(folder)
         settings_path = folder / PROJECT_FILE
         if not settings_path.exists():
             raise PickerError(f"{folder}: not a picker-gui project (no {PROJECT_FILE})")
+        notes: list[str] = []
         try:
-            data = json.loads(settings_path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise PickerError(f"{settings_path}: cannot read the project settings ({exc})") from None
-        if int(data.get("version", 0)) > PROJECT_VERSION:
-            raise PickerError(f"{settings_path}: made by a newer picker-gui (project version {data['version']})")
-        settings = ProjectSettings.from_dict(data.get("settings", {}))
-        labels = load_labels(folder / LABELS_FILE)
-        return cls(folder, settings, labels)
+            settings = cls._read_settings(settings_path)
+        except ValueError as exc:
+            settings, kept = cls._recover_settings(folder, settings_path, str(exc))
+            notes.append(f"{settings_path}: could not be read ({exc}); it was kept as {kept.name} and the "
+                         f"settings start from their defaults")
+        labels, label_notes = read_labels(folder / LABELS_FILE)
+        return cls(folder, settings, labels, notes + label_notes)
+
+    @staticmethod
+    def _read_settings(path: Path) -> ProjectSettings:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise PickerError(f"{path}: cannot read the project settings ({exc.strerror or exc})") from None
+        except ValueError as exc:
+            raise ValueError(f"not valid JSON: {exc}") from None
+        if not isinstance(data, dict):
+            raise ValueError(f"expected an object with \"settings\", found {json.dumps(data)[:40]}")
+        version = data.get("version", 0)
+        if not isinstance(version, int) or isinstance(version, bool):
+            raise ValueError(f'"version" must be a whole number, found {json.dumps(version)}')
+        if version > PROJECT_VERSION:
+            raise PickerError(f"{path}: made by a newer picker-gui (project version {version}); "
+                              f"update picker-gui to open it")
+        return ProjectSettings.from_dict(data.get("settings", {}))
+
+    @staticmethod
+    def _recover_settings(folder: Path, path: Path, problem: str) -> tuple[ProjectSettings, Path]:
+        """Settings for a project whose project.json is broken, when the micrograph folder
+        can be told from where the project is; the broken file is kept, never overwritten."""
+        from picker_gui.core.mrc_io import MICROGRAPH_SUFFIXES
+
+        parent = folder.resolve().parent
+        if not any(p.suffix.lower() in MICROGRAPH_SUFFIXES for p in parent.iterdir() if p.is_file()):
+            raise PickerError(f"{path}: cannot read the project settings ({problem}); fix or remove the file")
+        kept = _aside(path, "unreadable")
+        shutil.copy2(path, kept)
+        return ProjectSettings(micrograph_folder=str(parent)), kept
 
     def save_settings(self) -> None:
         text = json.dumps({"version": PROJECT_VERSION, "settings": asdict(self.settings)}, indent=1)
         atomic_write_text(self.folder / PROJECT_FILE, text)
 
-    def save_labels(self) -> None:
-        save_labels(self.labels_path, self.labels)
+    def save_labels(self, labels: CoordinateTable | None = None) -> str | None:
+        """Write the labels (``self.labels`` unless given). Safe to call from a worker thread
+        while the GUI thread goes on (one save at a time).
+
+        Returns
+        -------
+        str or None
+            A message when the file on disk had been changed by someone else since this
+            project last read or wrote it: that version was kept aside first.
+
+        Raises
+        ------
+        OSError
+            The file could not be written (read-only folder, full disk); the old file is intact.
+        """
+        table = self.labels if labels is None else labels
+        path = self.labels_path
+        note = None
+        now = _signature(path)
+        if now is not None and now != self._labels_seen:
+            kept = _aside(path, "other")
+            shutil.copy2(path, kept)
+            note = (f"{path} was changed outside this window since it was last read; that version is kept "
+                    f"as {kept.name} (File → Import labels merges it)")
+            logger.warning("%s", note)
+        save_labels(path, table)
+        self._labels_seen = _signature(path)
+        return note
+
+    def save_as(self, folder: str | PathLike, labels: CoordinateTable | None = None) -> "Project":
+        """A copy of this project (settings and labels) in a new folder, for when this one
+        cannot be written; the micrograph folder stays the same."""
+        folder = Path(folder)
+        if (folder / PROJECT_FILE).exists():
+            raise PickerError(f"{folder}: already a picker-gui project; choose an empty folder")
+        folder.mkdir(parents=True, exist_ok=True)
+        copy = Project(folder, ProjectSettings(**asdict(self.settings)), self.labels if labels is None else labels)
+        copy.save_settings()
+        copy.save_labels()
+        return copy
 
 
 # -- recent projects -------------------------------------------------------------------------
@@ -206,7 +475,9 @@ def recent_projects(limit: int = 10) -> list[Path]:
         items = json.loads(path.read_text())
     except (OSError, ValueError):
         return []
-    return [Path(p) for p in items if (Path(p) / PROJECT_FILE).exists()][:limit]
+    if not isinstance(items, list):
+        return []
+    return [Path(p) for p in items if isinstance(p, str) and (Path(p) / PROJECT_FILE).exists()][:limit]
 
 
 def remember_project(folder: str | PathLike, limit: int = 10) -> None:
@@ -217,25 +488,90 @@ def remember_project(folder: str | PathLike, limit: int = 10) -> None:
     atomic_write_text(path, json.dumps([folder] + items[: limit - 1], indent=1))
 
 
-def project_for_micrographs(micrograph_folder: str | PathLike, **settings: Any) -> Project:
-    """Open the project of a micrograph folder, making one on first use.
+# -- what a path given by the user is -----------------------------------------------------------
+@dataclass(frozen=True)
+class Target:
+    """What the window is asked to open.
 
-    It lives in ``<folder>/picker-gui`` when that can be written, else in the user's data
-    folder (read-only or shared data stays untouched).
+    ``project`` is the project folder (existing, or where a new one would be made);
+    ``exists`` says which; ``micrograph_folder`` is the folder of micrographs; ``select`` a
+    micrograph to show first (when a file was given); ``n_micrographs`` how many were found.
     """
+
+    project: Path
+    exists: bool
+    micrograph_folder: Path
+    n_micrographs: int = 0
+    select: str | None = None
+
+
+def project_locations(micrograph_folder: Path) -> tuple[Path, Path]:
+    """Where the project of a micrograph folder lives: beside it, or in the user's data folder
+    (for read-only or shared data)."""
     import hashlib
 
     from picker_gui.core.demo_data import data_dir
 
-    folder = Path(micrograph_folder).resolve()
-    beside = folder / "picker-gui"
+    folder = micrograph_folder.resolve()
     elsewhere = data_dir() / "projects" / f"{folder.name}-{hashlib.sha1(str(folder).encode()).hexdigest()[:8]}"
+    return folder / "picker-gui", elsewhere
+
+
+def resolve_target(target: str | PathLike) -> Target:
+    """Tell what ``target`` is: a project, a folder of micrographs (with or without a project
+    yet), a micrograph file, or a project's project.json. Creates nothing.
+
+    Raises
+    ------
+    PickerError
+        No such file or folder, a folder with no micrographs, a file that is neither a
+        micrograph nor a project file: one line naming the path and what to give instead.
+    """
+    from picker_gui.core.coords import micrograph_key
+    from picker_gui.core.mrc_io import MICROGRAPH_SUFFIXES
+
+    path = Path(target).expanduser()
+    if not path.exists():
+        raise PickerError(f"{path}: no such file or folder")
+    select = None
+    if path.is_file():
+        if path.name == PROJECT_FILE:
+            path = path.parent
+        elif path.suffix.lower() in MICROGRAPH_SUFFIXES:
+            select, path = micrograph_key(path), path.parent
+        else:
+            raise PickerError(f"{path}: not a folder of micrographs, a micrograph (.mrc) or a picker-gui project")
+    if (path / PROJECT_FILE).exists():
+        return Target(path, True, path, select=select)  # micrograph folder: read from project.json later
+    mics = [p for p in path.iterdir() if p.is_file() and p.suffix.lower() in MICROGRAPH_SUFFIXES]
+    beside, elsewhere = project_locations(path)
     for candidate in (beside, elsewhere):
         if (candidate / PROJECT_FILE).exists():
-            return Project.open(candidate)
+            return Target(candidate, True, path.resolve(), len(mics), select)
+    if not mics:
+        others = sorted({p.suffix.lower() for p in path.iterdir() if p.is_file() and p.suffix})
+        hint = f" (found {', '.join(others[:6])} files)" if others else " (the folder is empty)" if not any(path.iterdir()) else ""
+        raise PickerError(f"{path}: no micrographs here (.mrc, .mrcs, .map){hint}; open a folder of "
+                          f"motion-corrected micrographs or a picker-gui project")
+    return Target(beside, False, path.resolve(), len(mics), select)
+
+
+def create_project_for(target: Target, **settings: Any) -> Project:
+    """Make the project of a micrograph folder: beside it when that can be written, else in
+    the user's data folder (read-only or shared data stays untouched)."""
+    beside, elsewhere = project_locations(target.micrograph_folder)
     for candidate in (beside, elsewhere):
         try:
-            return Project.create(candidate, folder, **settings)
+            return Project.create(candidate, target.micrograph_folder, **settings)
         except OSError as exc:
             logger.info("cannot make a project in %s (%s)", candidate, exc)
-    raise PickerError(f"{folder}: cannot make a project beside it or in {elsewhere.parent}")
+    raise PickerError(f"{target.micrograph_folder}: cannot make a project beside it or in {elsewhere.parent}")
+
+
+def project_for_micrographs(micrograph_folder: str | PathLike, **settings: Any) -> Project:
+    """Open the project of a micrograph folder, making one on first use (see
+    :func:`resolve_target`, :func:`create_project_for`)."""
+    target = resolve_target(micrograph_folder)
+    if target.exists:
+        return Project.open(target.project)
+    return create_project_for(target, **settings)

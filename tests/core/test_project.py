@@ -87,3 +87,157 @@ def test_recent_projects_are_remembered_most_recent_first(tmp_path, monkeypatch)
     remember_project(b)
     remember_project(a)
     assert recent_projects() == [a.resolve(), b.resolve()]
+
+
+# -- hardening: every way the project files could lose or hide a user's work -------------------
+import json  # noqa: E402
+import os  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+
+from picker_gui.core.project import (  # noqa: E402
+    LOCK_FILE,
+    STALE_AFTER_S,
+    ProjectLock,
+    ProjectLockedError,
+    read_labels,
+    resolve_target,
+    project_for_micrographs,
+)
+from tests.conftest import write_mrc  # noqa: E402
+
+
+def _mic_folder(tmp_path):
+    folder = tmp_path / "mics"
+    folder.mkdir()
+    write_mrc(folder / "a.mrc", np.zeros((8, 12), np.float32) + np.arange(12, dtype=np.float32))
+    return folder
+
+
+@pytest.mark.parametrize("name", ["a b.mrc", "it's.mrc", 'q"z.mrc', "x#y.mrc", "#lead.mrc", "é ü_ß.mrc", "001"])
+def test_labels_with_awkward_names_round_trip(tmp_path, name):
+    table = CoordinateTable.concat([
+        CoordinateTable.from_arrays(name, [10.5, 20.0], [30.25, 40.0], source="manual"),
+        CoordinateTable.from_arrays(name, [5.0], [6.0], kind=NEGATIVE, source="manual"),
+    ])
+    save_labels(tmp_path / "labels.star", table)
+    back, notes = read_labels(tmp_path / "labels.star")
+    assert notes == [] and back == table
+    assert not [p for p in tmp_path.iterdir() if "unreadable" in p.name]
+
+
+def test_a_relion3_unnamed_block_is_read_and_the_original_kept(tmp_path):
+    text = "\ndata_\n\nloop_\n_rlnMicrographName #1\n_rlnCoordinateX #2\n_rlnCoordinateY #3\na.mrc 10 20\nb.mrc 30 40\n"
+    (tmp_path / "labels.star").write_text(text)
+    table, notes = read_labels(tmp_path / "labels.star")
+    assert len(table) == 2 and sorted(table.micrographs()) == ["a", "b"]
+    assert notes and "original is kept" in notes[0]
+    kept = [p for p in tmp_path.iterdir() if p.name.startswith("labels.star.original")]
+    assert len(kept) == 1 and kept[0].read_text() == text
+
+
+def test_a_star_file_without_coordinates_is_not_read_as_zero_labels(tmp_path):
+    text = "data_optics\nloop_\n_rlnOpticsGroup #1\n_rlnVoltage #2\n1 300\n"
+    (tmp_path / "labels.star").write_text(text)
+    with pytest.raises(LabelFileError) as err:
+        read_labels(tmp_path / "labels.star")
+    assert err.value.kept_as.read_text() == text
+
+
+@pytest.mark.parametrize("content", ["[]", '{"version": 1, "settings": null}', '{"settings": {"diameter_a": "big"}}',
+                                     '{"settings": {"skipped": 3}}', "{not json"])
+def test_a_project_json_of_the_wrong_shape_is_kept_and_recovered(tmp_path, content):
+    mics = _mic_folder(tmp_path)
+    project = Project.create(mics / "picker-gui", mics)
+    project.labels = _labels()
+    project.save_labels()
+    (project.folder / "project.json").write_text(content)
+    again = Project.open(project.folder)
+    assert again.settings.micrograph_folder == str(mics.resolve())
+    assert len(again.labels) == len(_labels())
+    assert again.notes and "project.json" in again.notes[0] and "kept as" in again.notes[0]
+    kept = [p for p in project.folder.iterdir() if p.name.startswith("project.json.unreadable")]
+    assert len(kept) == 1 and kept[0].read_text() == content
+
+
+def test_a_broken_project_json_away_from_its_micrographs_is_a_clear_error(tmp_path):
+    project = Project.create(tmp_path / "somewhere", tmp_path)
+    (project.folder / "project.json").write_text('{"settings": null}')
+    with pytest.raises(PickerError, match="settings"):
+        Project.open(project.folder)
+    assert (project.folder / "project.json").read_text() == '{"settings": null}'
+
+
+def test_resolve_target_creates_nothing_and_names_the_problem(tmp_path):
+    with pytest.raises(PickerError, match="no such file or folder"):
+        resolve_target(tmp_path / "typo" / "deeper")
+    assert not (tmp_path / "typo").exists()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(PickerError, match="no micrographs"):
+        resolve_target(empty)
+    with pytest.raises(PickerError, match="no micrographs"):
+        project_for_micrographs(empty)
+    assert list(empty.iterdir()) == []
+    mics = _mic_folder(tmp_path)
+    t = resolve_target(mics / "a.mrc")
+    assert t.select == "a" and not t.exists and t.n_micrographs == 1 and t.project == mics.resolve() / "picker-gui"
+
+
+def test_lock_is_exclusive_between_windows_and_can_be_taken_over(tmp_path):
+    folder = tmp_path / "p"
+    folder.mkdir()
+    first, second = ProjectLock(folder), ProjectLock(folder)
+    assert first.acquire() is None and first.owned()
+    with pytest.raises(ProjectLockedError) as err:
+        second.acquire()
+    assert "open in another picker-gui window" in str(err.value) and str(os.getpid()) in str(err.value)
+    assert first.refresh()
+    previous = second.acquire(take_over=True)
+    assert previous is not None and previous.token == first.token
+    assert first.refresh() is False and not first.owned()  # the first window learns it lost the project
+    first.release()  # releasing a lock one no longer holds leaves the holder's alone
+    assert second.owned()
+    second.release()
+    assert not (folder / LOCK_FILE).exists()
+
+
+def test_a_lock_of_a_dead_process_or_an_old_one_is_stale(tmp_path):
+    folder = tmp_path / "p"
+    folder.mkdir()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    lock_path = folder / LOCK_FILE
+    lock_path.write_text(json.dumps({"host": os.uname().nodename, "pid": dead.pid, "token": "t", "user": "u", "since": 1.0}))
+    ours = ProjectLock(folder)
+    assert ours.acquire().pid == dead.pid  # taken over without take_over=True
+    lock_path.write_text(json.dumps({"host": "another-host", "pid": 1, "token": "t", "user": "u", "since": 1.0}))
+    assert not ProjectLock(folder).holder().is_stale()
+    old = time.time() - STALE_AFTER_S - 10
+    os.utime(lock_path, (old, old))
+    assert ProjectLock(folder).holder().is_stale()
+    lock_path.write_text("garbage")
+    assert ProjectLock(folder).acquire() is None  # an unreadable lock holds nothing
+
+
+def test_a_labels_file_changed_behind_the_projects_back_is_kept_aside(tmp_path):
+    project = Project.create(tmp_path / "p", tmp_path)
+    project.labels = _labels()
+    assert project.save_labels() is None
+    other = project.labels_path.read_text() + "\n# someone else\n"
+    project.labels_path.write_text(other)
+    note = project.save_labels()
+    assert note and "changed outside" in note
+    kept = [p for p in project.folder.iterdir() if p.name.startswith("labels.star.other-")]
+    assert len(kept) == 1 and kept[0].read_text() == other
+    assert project.save_labels() is None  # our own write is not a conflict
+
+
+def test_save_as_copies_settings_and_labels(tmp_path):
+    project = Project.create(tmp_path / "p", tmp_path, diameter_a=210.0)
+    copy = project.save_as(tmp_path / "q", _labels())
+    again = Project.open(tmp_path / "q")
+    assert again.labels == _labels() and again.settings.diameter_a == 210.0
+    with pytest.raises(PickerError, match="already a picker-gui project"):
+        project.save_as(copy.folder)
