@@ -18,9 +18,12 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-## run: open the window on the built-in demo dataset (made on first use in the user's data folder)
+## run: open the window on the built-in demo dataset (made on first use in the user's data folder).
+## First the X11 libraries Qt's xcb plugin needs: installed with apt-get when run as root,
+## otherwise the one command that installs them is printed.
 run: $(STAMP)
-	$(BIN)/picker-gui gui
+	$(BIN)/python -m picker_gui.gui.qt_deps --install
+	$(BIN)/picker-gui gui --demo
 
 ## pipeline: the headless pipeline on a demo dataset in $(DEMO)/: preprocess, convert,
 ## train on its sparse labels, pick, evaluate against the truth

@@ -30,8 +30,8 @@ t0 = time.perf_counter()
 from picker_gui.gui.app import create_app, open_target
 from picker_gui.gui.main_window import MainWindow
 app = create_app()
-project, _ = open_target(sys.argv[1])
-w = MainWindow(project)
+opened = open_target(sys.argv[1], new_settings={"diameter_a": 150.0})
+w = MainWindow(opened.project, opened.warnings, read_only=opened.read_only)
 w.show()
 app.processEvents()
 t_list = time.perf_counter() - t0
@@ -81,8 +81,8 @@ def main() -> None:
         mics = Path(tmp) / "mics"
         _write_mics(mics, 3, (h, w))
         app = create_app()
-        project, _ = open_target(mics)
-        win = MainWindow(project)
+        opened = open_target(mics, new_settings={"diameter_a": 150.0})
+        win = MainWindow(opened.project, opened.warnings, read_only=opened.read_only)
         win.resize(1500, 950)
         win.show()
         keys = list(win.paths)

@@ -21,6 +21,7 @@ def main() -> int:
     ap.add_argument("--negatives", help="coordinates to import as negative labels")
     ap.add_argument("--out", default="docs/screenshot.png")
     ap.add_argument("--size", default="1500x950")
+    ap.add_argument("--diameter-a", type=float, default=150.0, help="particle diameter for a new project")
     args = ap.parse_args()
 
     from PyQt6.QtCore import QTimer
@@ -29,8 +30,8 @@ def main() -> int:
     from picker_gui.gui.main_window import MainWindow
 
     app = create_app()
-    project, warning = open_target(args.folder)
-    window = MainWindow(project, warning)
+    opened = open_target(args.folder, new_settings={"diameter_a": args.diameter_a})
+    window = MainWindow(opened.project, opened.warnings, read_only=opened.read_only)
     w, h = (int(v) for v in args.size.split("x"))
     window.resize(w, h)
     window.show()

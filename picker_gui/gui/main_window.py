@@ -1,9 +1,12 @@
 """The main window: micrograph list | viewer | controls, labelling with undo, autosave.
 
 Nothing a user does is lost: every label edit goes through the undo stack into the
-LabelStore, whose change notification starts a short timer that writes the project's
-labels.star atomically (at most half a second after the first unsaved edit, however fast
-the clicks come). Settings, the current micrograph and the view are saved the same way,
+LabelStore, whose change notification tells the :class:`~picker_gui.gui.storage.ProjectSaver`,
+which writes the project's labels.star atomically on a worker thread at most half a second
+after the first unsaved edit (however fast the clicks come). A save that fails puts a banner
+across the window with Retry and "Save project as…", keeps the edits, retries, and the
+window asks before closing with unsaved edits. A project open in another window opens
+read-only (or is taken over); settings, the current micrograph and the view are saved too,
 and everything is flushed when the window closes.
 """
 
@@ -16,28 +19,29 @@ import numpy as np
 from PyQt6.QtCore import QSize, Qt, QTimer
 from PyQt6.QtGui import QAction, QIcon, QKeySequence, QUndoStack
 from PyQt6.QtWidgets import (
-    QCheckBox,
     QDialog,
-    QDialogButtonBox,
     QDockWidget,
-    QDoubleSpinBox,
     QFileDialog,
-    QFormLayout,
     QLabel,
     QMainWindow,
     QMessageBox,
     QTextBrowser,
+    QToolButton,
     QVBoxLayout,
+    QWidget,
 )
 
 from picker_gui.core.coords import NEGATIVE, PARTICLE, CoordinateTable, micrograph_key
 from picker_gui.core.errors import MicrographError, PickerError
 from picker_gui.core.formats import read_coordinates, write_coordinates
 from picker_gui.core.labels import LabelStore
-from picker_gui.core.mrc_io import find_micrographs, read_header
-from picker_gui.core.project import Project, remember_project
+from picker_gui.core.mrc_io import find_micrographs, read_header, unique_micrographs
+from picker_gui.core.project import Project, ProjectLockedError, recent_projects, remember_project
+from picker_gui.gui import storage
+from picker_gui.gui.banner import Banner
 from picker_gui.gui.canvas import MicrographCanvas
 from picker_gui.gui.controls import DisplayControls
+from picker_gui.gui.dialogs import ImportDialog
 from picker_gui.gui.micrograph_list import MicrographEntry, MicrographList
 from picker_gui.gui.undo import AddLabel, MoveLabel, RemoveLabel, ReplaceLabels
 from picker_gui.gui.workers import DisplayLoader, DisplayRequest, LoadedMicrograph
@@ -45,8 +49,6 @@ from picker_gui.gui.workers import DisplayLoader, DisplayRequest, LoadedMicrogra
 logger = logging.getLogger(__name__)
 
 RESOURCES = Path(__file__).resolve().parents[2] / "resources"
-#: At most this long between the first unsaved edit and its write to disk.
-AUTOSAVE_MS = 500
 SETTINGS_SAVE_MS = 1000
 
 SHORTCUTS = [
@@ -64,6 +66,7 @@ SHORTCUTS = [
     ("Ctrl+Z  /  Ctrl+Shift+Z", "undo / redo"),
     ("Ctrl+I  /  Ctrl+E", "import / export labels"),
     ("Ctrl+O", "open a folder of micrographs or a project"),
+    ("Ctrl+Shift+S", "save the project in another folder"),
     ("F1", "this list"),
 ]
 
@@ -73,28 +76,23 @@ def icon(name: str) -> QIcon:
     return QIcon(str(path)) if path.exists() else QIcon()
 
 
-class ImportDialog(QDialog):
-    """Options for importing coordinates as labels."""
-
-    def __init__(self, path: Path, parent=None) -> None:
-        super().__init__(parent)
-        self.setWindowTitle(f"Import {path.name}")
-        form = QFormLayout(self)
-        self.flip = QCheckBox("Flip y (y measured from the other edge)")
-        self.scale = QDoubleSpinBox(decimals=4, minimum=0.0001, maximum=1000, value=1.0)
-        self.scale.setToolTip("Multiply coordinates, e.g. 4 for picks made on 4x-binned micrographs")
-        self.negative = QCheckBox("Import as negatives (not particles)")
-        form.addRow(self.flip)
-        form.addRow("Scale", self.scale)
-        form.addRow(self.negative)
-        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
-        buttons.accepted.connect(self.accept)
-        buttons.rejected.connect(self.reject)
-        form.addRow(buttons)
-
-
 class MainWindow(QMainWindow):
-    def __init__(self, project: Project, warning: str | None = None) -> None:
+    """The window on one project.
+
+    Parameters
+    ----------
+    project
+        The open project (its lock is taken here if the caller has not taken it).
+    warnings
+        What the user must hear about the opening (labels kept aside, a stale lock taken over).
+    read_only
+        The project is open in another window: look, do not write.
+    select
+        The micrograph to show first.
+    """
+
+    def __init__(self, project: Project, warnings: str | list[str] | None = None, *, read_only: bool = False,
+                 select: str | None = None) -> None:
         super().__init__()
         self.setWindowTitle("picker-gui")
         self.setWindowIcon(icon("app"))
@@ -102,6 +100,7 @@ class MainWindow(QMainWindow):
         self.project = project
         self.store = LabelStore.from_table(project.labels)
         self.undo_stack = QUndoStack(self)
+        self._select = select
         self.loader = DisplayLoader(parent=self)
         self.current: str | None = None
         self.displayed: str | None = None  # the micrograph whose image is on screen
@@ -113,7 +112,14 @@ class MainWindow(QMainWindow):
         self._cursor = (0.0, 0.0)
 
         self.canvas = MicrographCanvas()
-        self.setCentralWidget(self.canvas)
+        self.banner = Banner()
+        central = QWidget()
+        column = QVBoxLayout(central)
+        column.setContentsMargins(0, 0, 0, 0)
+        column.setSpacing(0)
+        column.addWidget(self.banner)
+        column.addWidget(self.canvas, 1)
+        self.setCentralWidget(central)
         self.mic_list = MicrographList()
         self.controls = DisplayControls()
         for title, widget, area in (
@@ -132,17 +138,41 @@ class MainWindow(QMainWindow):
         self.statusBar().addWidget(self.position_label)
         self.statusBar().addPermanentWidget(self.counts_label)
 
-        self._autosave = QTimer(self, singleShot=True, interval=AUTOSAVE_MS)
-        self._autosave.timeout.connect(self.save_labels)
         self._settings_save = QTimer(self, singleShot=True, interval=SETTINGS_SAVE_MS)
         self._settings_save.timeout.connect(self.save_settings)
+        self.saver: storage.ProjectSaver | None = None
 
         self._make_actions()
         self._connect()
         self.store.subscribe(self._on_labels_changed)
+        notes = [warnings] if isinstance(warnings, str) else list(warnings or [])
+        self._attach_saver(read_only, notes)
         self._load_project_view()
-        if warning:
-            QTimer.singleShot(0, lambda: QMessageBox.warning(self, "picker-gui", warning))
+        self._tell(notes)
+
+    def _tell(self, notes: list[str]) -> None:
+        """Warnings about the opening, in a message box beside the window (not modal: the
+        window can be used while it is up)."""
+        if notes:
+            self._notice = QMessageBox(QMessageBox.Icon.Warning, "picker-gui", "\n\n".join(notes),
+                                       QMessageBox.StandardButton.Ok, self)
+            self._notice.setModal(False)
+            QTimer.singleShot(0, self._notice.show)
+
+    def _attach_saver(self, read_only: bool, notes: list[str]) -> None:
+        """Take the project's lock unless the caller did, and start saving it."""
+        if not read_only and not self.project.lock.owned():
+            try:
+                self.project.lock.acquire()
+            except ProjectLockedError as exc:
+                read_only = True
+                notes.append(f"{exc}. It is open here read-only.")
+            except OSError:
+                pass  # an unwritable folder: the first save says so
+        self.saver = storage.ProjectSaver(self.project, self.store.to_table, read_only=read_only, parent=self)
+        self.saver.state_changed.connect(self._on_save_state)
+        self.saver.conflict.connect(self._on_conflict)
+        self._on_save_state(self.saver.state, self.saver.message)
 
     # -- set-up --------------------------------------------------------------------------
     def _action(self, text, slot, shortcuts=(), icon_name=None, tip=None) -> QAction:
@@ -155,7 +185,8 @@ class MainWindow(QMainWindow):
         if tip:
             act.setToolTip(tip)
             act.setStatusTip(tip)
-        act.triggered.connect(slot)
+        # triggered(bool checked): the slots take no "checked" (it would land in their first argument).
+        act.triggered.connect(lambda _checked=False, f=slot: f())
         self.addAction(act)
         return act
 
@@ -164,6 +195,7 @@ class MainWindow(QMainWindow):
         self.act_open = a("&Open folder or project…", self.open_dialog, ["Ctrl+O"], "open", "Open a folder of micrographs or a picker-gui project")
         self.act_import = a("&Import labels…", self.import_labels, ["Ctrl+I"], "import", "Import coordinates (STAR, BOX, Topaz, CSV, CBOX, .cs) as labels")
         self.act_export = a("&Export labels…", self.export_labels, ["Ctrl+E"], "export", "Export labels as RELION STAR, EMAN .box, Topaz text or CSV")
+        self.act_save_as = a("&Save project as…", self.save_project_as, ["Ctrl+Shift+S"], None, "Copy the project (settings and labels) to another folder and go on there")
         self.act_quit = a("&Quit", self.close, ["Ctrl+Q"])
         self.act_undo = self.undo_stack.createUndoAction(self, "&Undo")
         self.act_undo.setShortcuts([QKeySequence("Ctrl+Z")])
@@ -173,7 +205,7 @@ class MainWindow(QMainWindow):
         self.act_redo.setIcon(icon("redo"))
         self.addActions([self.act_undo, self.act_redo])
         self.act_delete = a("&Delete label under cursor", self.delete_under_cursor, ["Delete", "Backspace"])
-        self.act_negative = a("&Negative mode", self.toggle_negative_mode, ["N"], "negative", "Clicks mark things that are not particles")
+        self.act_negative = a("&Negative mode", self.toggle_negative_mode, ["N"], "negative", "Negative mode (N): clicks mark things that are not particles (ice, carbon edges, junk)")
         self.act_negative.setCheckable(True)
         self.act_next = a("&Next micrograph", lambda: self.step(1), ["Right", "PgDown"], "next")
         self.act_prev = a("&Previous micrograph", lambda: self.step(-1), ["Left", "PgUp"], "previous")
@@ -186,7 +218,12 @@ class MainWindow(QMainWindow):
 
         bar = self.menuBar()
         m = bar.addMenu("&File")
-        m.addActions([self.act_open, self.act_import, self.act_export])
+        m.addAction(self.act_open)
+        self.recent_menu = m.addMenu("Open &recent")
+        self.recent_menu.aboutToShow.connect(self._fill_recent_menu)
+        m.addActions([self.act_save_as])
+        m.addSeparator()
+        m.addActions([self.act_import, self.act_export])
         m.addSeparator()
         m.addAction(self.act_quit)
         m = bar.addMenu("&Edit")
@@ -208,6 +245,11 @@ class MainWindow(QMainWindow):
         tools.addActions([self.act_prev, self.act_next, self.act_skip, self.act_fit])
         tools.addSeparator()
         tools.addActions([self.act_undo, self.act_redo, self.act_negative])
+        # An icon alone (an orange cross, as negatives are drawn) reads as "delete": name the mode.
+        negative_button = tools.widgetForAction(self.act_negative)
+        if isinstance(negative_button, QToolButton):
+            negative_button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        self.act_negative.setIconText("Negatives")
 
     def _connect(self) -> None:
         v = self.canvas.view
@@ -235,11 +277,13 @@ class MainWindow(QMainWindow):
         self.controls.set_values(s.lowpass_a, s.contrast_percentiles[0], s.invert, s.diameter_a)
         self.canvas.set_invert(s.invert)
         folder = Path(s.micrograph_folder)
+        problems: list[str] = []
         try:
-            paths = find_micrographs([folder])
+            paths, problems = unique_micrographs(find_micrographs([folder]))
         except MicrographError as exc:
-            paths = []
-            QTimer.singleShot(0, lambda: QMessageBox.warning(self, "picker-gui", str(exc)))
+            paths, problems = [], [str(exc)]
+        if problems:  # told beside the window; bound now, not in a lambda over an except-clause name
+            self._tell(problems)
         self.paths = {micrograph_key(p): p for p in paths}
         skipped = set(s.skipped)
         entries = [
@@ -247,9 +291,15 @@ class MainWindow(QMainWindow):
             for p in paths
         ]
         self.mic_list.model.set_entries(entries)
-        self.setWindowTitle(f"picker-gui — {self.project.folder.name} ({len(paths)} micrographs in {folder})")
+        self._update_window_title()
         remember_project(self.project.folder)
-        start = s.current_micrograph if s.current_micrograph in self.paths else (next(iter(self.paths), None))
+        if self._select in self.paths:
+            start = self._select
+        elif s.current_micrograph in self.paths:
+            start = s.current_micrograph
+        else:
+            start = next(iter(self.paths), None)
+        self._select = None
         if start:
             self._restore_view = s.view if start == s.current_micrograph else None
             self.mic_list.select(start)
@@ -327,8 +377,15 @@ class MainWindow(QMainWindow):
             return None
         return self.store.hit(self.current, x, y, radius=self._diameter_px() / 2)
 
+    def _can_edit(self) -> bool:
+        """Edits are refused while the project is open elsewhere (read-only, or taken over)."""
+        if self.saver is not None and not self.saver.writable:
+            self.statusBar().showMessage("Read-only: this project is open in another window; nothing is changed", 5000)
+            return False
+        return True
+
     def _on_canvas_clicked(self, x: float, y: float, button, modifiers) -> None:
-        if self.current is None or self.current not in self.shapes:
+        if self.current is None or self.current not in self.shapes or not self._can_edit():
             return
         h, w = self.shapes[self.current]
         hit = self._hit(x, y)
@@ -340,12 +397,12 @@ class MainWindow(QMainWindow):
 
     def delete_under_cursor(self) -> None:
         hit = self._hit(*self._cursor)
-        if hit is not None:
+        if hit is not None and self._can_edit():
             self.undo_stack.push(RemoveLabel(self.store, self.paths[self.current].name, hit.kind, hit.index))
 
     def _on_drag_started(self, x: float, y: float) -> None:
         hit = self._hit(x, y)
-        if hit is not None:
+        if hit is not None and self._can_edit():
             xy = self.store.points(self.current, hit.kind)[hit.index]
             self._drag = (hit.kind, hit.index, (float(xy[0]), float(xy[1])))
 
@@ -382,8 +439,7 @@ class MainWindow(QMainWindow):
         if key == self.current:
             self._refresh_overlays()
         self._update_counts()
-        if not self._autosave.isActive():  # throttle, not debounce: a steady stream of clicks still saves
-            self._autosave.start()
+        self.saver.edited()
 
     def _refresh_overlays(self) -> None:
         if self.current is None:
@@ -426,30 +482,102 @@ class MainWindow(QMainWindow):
         self._schedule_settings_save()
 
     # -- saving --------------------------------------------------------------------------
-    def save_labels(self) -> None:
-        self.project.labels = self.store.to_table()
-        try:
-            self.project.save_labels()
-        except OSError as exc:
-            self.statusBar().showMessage(f"Could not save the labels to {self.project.labels_path}: {exc}")
+    def _on_save_state(self, state: str, message: str) -> None:
+        """The banner follows the saver: failed, taken over and read-only stay on screen
+        until the state ends."""
+        actions = {
+            storage.FAILED: ("error", message, [("Retry now", lambda: self.saver.save_now()), ("Save project as…", self.save_project_as)]),
+            storage.LOST: ("error", message, [("Save project as…", self.save_project_as)]),
+            storage.READ_ONLY: ("warning", f"Read-only: {self.project.folder} is open in another picker-gui window. "
+                                           f"Labels here are shown, not changed.", [("Save a copy as…", self.save_project_as)]),
+        }
+        if state in actions:
+            self.banner.show_message(*actions[state])
+            self._banner_is_saver = True
+        elif getattr(self, "_banner_is_saver", False):
+            self.banner.clear()
+            self._banner_is_saver = False
+        self._update_window_title()
+
+    def _on_conflict(self, text: str) -> None:
+        self.banner.show_message("warning", text, [("Dismiss", self.banner.clear)])
+        self._banner_is_saver = False
+
+    def _update_window_title(self) -> None:
+        tag = {storage.READ_ONLY: " [read-only]", storage.LOST: " [not saved: taken over]", storage.FAILED: " [NOT SAVED]"}
+        n = len(self.paths)
+        self.setWindowTitle(f"picker-gui — {self.project.folder.name} ({n} micrographs in {self.project.settings.micrograph_folder})"
+                            f"{tag.get(self.saver.state, '') if self.saver else ''}")
+
+    def save_labels(self) -> bool:
+        """Write the labels now (on this thread); True when nothing is left unsaved."""
+        return self.saver.flush()
 
     def _schedule_settings_save(self) -> None:
         if not self._settings_save.isActive():
             self._settings_save.start()
 
     def save_settings(self) -> None:
+        if self.saver is not None and not self.saver.writable:
+            return
         if self.current and self.current in self.shapes:
             self.project.settings.view = self.canvas.view_rect()
         try:
             self.project.save_settings()
         except OSError as exc:
-            self.statusBar().showMessage(f"Could not save the project settings: {exc}")
+            self.statusBar().showMessage(f"Could not save the project settings to {self.project.folder}: {exc.strerror or exc}")
+
+    def save_project_as(self) -> bool:
+        """Copy the project (settings and every label, saved or not) to a new folder and go
+        on there: the way out when the project folder cannot be written."""
+        folder = QFileDialog.getExistingDirectory(self, "Save the project in a new (empty) folder", str(Path.home()))
+        if not folder:
+            return False
+        if self.current and self.current in self.shapes:
+            self.project.settings.view = self.canvas.view_rect()
+        try:
+            copy = self.project.save_as(folder, self.store.to_table())
+        except (PickerError, OSError) as exc:
+            QMessageBox.warning(self, "Save project as", f"Could not save the project in {folder}: {getattr(exc, 'strerror', None) or exc}")
+            return False
+        old = self.saver
+        old.release()
+        old.deleteLater()
+        self.project = copy
+        self.saver = None
+        self._attach_saver(False, [])
+        remember_project(copy.folder)
+        self.banner.clear()
+        self._update_window_title()
+        self.statusBar().showMessage(f"The project is now saved in {copy.folder}", 8000)
+        return True
+
+    def _settle_unsaved(self, doing: str) -> bool:
+        """Before closing or switching project: write everything; when that fails, ask. True
+        to go on."""
+        self._settings_save.stop()
+        saved = self.saver.flush()
+        self.save_settings()
+        if saved or not self.saver.unsaved:
+            return True
+        box = QMessageBox(QMessageBox.Icon.Warning, "Unsaved labels",
+                          f"{self.saver.unsaved} label edit(s) are not saved to {self.project.labels_path}.",
+                          parent=self)
+        box.setInformativeText((self.saver.message or "The project cannot be written.") + f"\n\nSave the project elsewhere before {doing}?")
+        save = box.addButton("Save project as…", QMessageBox.ButtonRole.AcceptRole)
+        discard = box.addButton(f"Discard edits and {doing.split()[0]}", QMessageBox.ButtonRole.DestructiveRole)
+        box.addButton(QMessageBox.StandardButton.Cancel)
+        box.setDefaultButton(save)
+        box.exec()
+        if box.clickedButton() is save:
+            return self.save_project_as() and self.saver.flush()
+        return box.clickedButton() is discard
 
     def closeEvent(self, event) -> None:  # noqa: N802
-        self._autosave.stop()
-        self._settings_save.stop()
-        self.save_labels()
-        self.save_settings()
+        if not self._settle_unsaved("closing"):
+            event.ignore()
+            return
+        self.saver.release()
         self.loader.shutdown()
         super().closeEvent(event)
 
@@ -457,6 +585,8 @@ class MainWindow(QMainWindow):
     def import_labels(self, path: str | None = None, *, flip_y: bool | None = None, scale: float | None = None, as_negative: bool | None = None) -> int:
         """Import coordinates as labels, added to those there are, in one undoable step.
         Returns the number imported."""
+        if not self._can_edit():
+            return 0
         if path is None:
             path, _ = QFileDialog.getOpenFileName(self, "Import coordinates", str(self.project.folder), "Coordinates (*.star *.box *.txt *.tsv *.csv *.cbox *.cs);;All files (*)")
             if not path:
@@ -484,7 +614,7 @@ class MainWindow(QMainWindow):
         before = self.store.to_table()
         merged = CoordinateTable.concat([before, table.replace(micrograph=[self.paths[k].name for k in table.keys], source="manual")])
         self.undo_stack.push(ReplaceLabels(self.store, before, merged, f"Import {path.name}"))
-        self.save_labels()
+        self.saver.save_now()
         self.statusBar().showMessage(f"Imported {len(table)} label(s) from {path.name}", 8000)
         return len(table)
 
@@ -541,22 +671,43 @@ class MainWindow(QMainWindow):
     def open_dialog(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Open a folder of micrographs or a picker-gui project", str(Path(self.project.settings.micrograph_folder).parent))
         if folder:
-            from picker_gui.gui.app import open_target
+            self.open_path(folder)
 
-            self.save_labels()
-            self.save_settings()
-            project, warning = open_target(folder, parent=self)
-            if project is not None:
-                self.undo_stack.clear()
-                self.store.unsubscribe(self._on_labels_changed)
-                self.project = project
-                self.store = LabelStore.from_table(project.labels)
-                self.store.subscribe(self._on_labels_changed)
-                self.current = None
-                self.shapes.clear()
-                self._load_project_view()
-                if warning:
-                    QMessageBox.warning(self, "picker-gui", warning)
+    def _fill_recent_menu(self) -> None:
+        self.recent_menu.clear()
+        recent = [p for p in recent_projects() if p.resolve() != self.project.folder.resolve()]
+        for path in recent:
+            act = self.recent_menu.addAction(f"{path.name}  —  {path.parent}")
+            act.setToolTip(str(path))
+            act.triggered.connect(lambda _checked=False, p=path: self.open_path(p))
+        if not recent:
+            self.recent_menu.addAction("(no other recent projects)").setEnabled(False)
+
+    def open_path(self, target: str | Path) -> bool:
+        """Switch the window to another project or micrograph folder (the current project
+        is saved first; if it cannot be, the user decides)."""
+        from picker_gui.gui.app import open_target
+
+        if not self._settle_unsaved("opening another project"):
+            return False
+        opened = open_target(target, parent=self)
+        if opened is None:
+            return False
+        self.saver.release()
+        self.saver.deleteLater()
+        self.undo_stack.clear()
+        self.store.unsubscribe(self._on_labels_changed)
+        self.project = opened.project
+        self.store = LabelStore.from_table(opened.project.labels)
+        self.store.subscribe(self._on_labels_changed)
+        self.current = None
+        self.shapes.clear()
+        self._select = opened.select
+        self.banner.clear()
+        self._attach_saver(opened.read_only, opened.warnings)
+        self._load_project_view()
+        self._tell(opened.warnings)
+        return True
 
     def show_shortcuts(self) -> None:
         box = QDialog(self)

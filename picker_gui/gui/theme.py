@@ -41,4 +41,11 @@ def apply_dark_theme(app: QApplication) -> None:
         "QToolTip { color: #e3e3e3; background: #2a2b2e; border: 1px solid #555; }"
         "QDockWidget::title { padding: 4px; background: #303134; }"
         "QStatusBar { background: #303134; }"
+        # Fusion draws radio buttons and check boxes dark on dark: give them a visible ring and fill.
+        "QRadioButton::indicator { width: 12px; height: 12px; border-radius: 8px; border: 2px solid #b0b4ba; background: #202124; }"
+        "QRadioButton::indicator:checked { border: 2px solid #4ea1ff; background: qradialgradient(cx:0.5, cy:0.5, radius:0.5,"
+        " fx:0.5, fy:0.5, stop:0 #4ea1ff, stop:0.55 #4ea1ff, stop:0.65 #202124, stop:1 #202124); }"
+        "QCheckBox::indicator, QTableView::indicator { width: 12px; height: 12px; border-radius: 2px; border: 2px solid #b0b4ba; background: #202124; }"
+        "QCheckBox::indicator:checked, QTableView::indicator:checked { border: 2px solid #4ea1ff; background: #4ea1ff; }"
+        "QRadioButton::indicator:hover, QCheckBox::indicator:hover { border-color: #ffffff; }"
     )

@@ -24,6 +24,16 @@ def mic_folder(tmp_path) -> Path:
     return folder
 
 
+@pytest.fixture(autouse=True)
+def _no_dialog_answers_leak():
+    yield
+    from tests.gui import helpers
+
+    for state in helpers.PENDING:
+        state["cancelled"] = True
+    helpers.PENDING.clear()
+
+
 @pytest.fixture
 def window(qtbot, mic_folder, tmp_path, monkeypatch):
     monkeypatch.setenv("PICKER_GUI_CONFIG", str(tmp_path / "config"))
@@ -32,9 +42,8 @@ def window(qtbot, mic_folder, tmp_path, monkeypatch):
     from picker_gui.gui.main_window import MainWindow
 
     create_app()
-    project, warning = open_target(mic_folder)
-    project.settings.diameter_a = DIAMETER_A
-    win = MainWindow(project, warning)
+    opened = open_target(mic_folder, new_settings={"diameter_a": DIAMETER_A})
+    win = MainWindow(opened.project, opened.warnings, read_only=opened.read_only)
     qtbot.addWidget(win)
     win.resize(1200, 800)
     win.show()

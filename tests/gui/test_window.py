@@ -208,10 +208,12 @@ def test_corrupt_label_file_is_kept_aside_with_a_message(qtbot, mic_folder, tmp_
     monkeypatch.setenv("PICKER_GUI_CONFIG", str(tmp_path / "config"))
     from picker_gui.gui.app import open_target
 
-    project, _ = open_target(mic_folder)
+    project = open_target(mic_folder, new_settings={"diameter_a": 40.0}).project
+    project.lock.release()
     project.labels_path.write_text("data_particles\nloop_\n_rlnMicrographName #1\n_rlnCoordinateX #2\n_rlnCoordinateY #3\nmic_0.mrc 1 oops\n")
-    project2, warning = open_target(mic_folder)
-    assert project2 is not None and len(project2.labels) == 0
+    opened = open_target(mic_folder)
+    assert opened is not None and len(opened.project.labels) == 0
+    warning = " ".join(opened.warnings)
     assert "cannot read the labels" in warning and "kept as" in warning
     kept = [p for p in project.folder.iterdir() if p.name.startswith("labels.star.unreadable")]
     assert len(kept) == 1 and "oops" in kept[0].read_text()
@@ -241,8 +243,8 @@ def test_bad_micrograph_is_marked_and_the_rest_still_work(qtbot, mic_folder, tmp
     from picker_gui.gui.app import open_target
     from picker_gui.gui.main_window import MainWindow
 
-    project, _ = open_target(mic_folder)
-    win = MainWindow(project)
+    opened = open_target(mic_folder, new_settings={"diameter_a": 40.0})
+    win = MainWindow(opened.project)
     qtbot.addWidget(win)
     win.show()
     qtbot.waitUntil(lambda: win.current is not None and win.displayed == win.current, timeout=10_000)
