@@ -1,16 +1,23 @@
 """The ``picker-gui`` command line: headless access to the same core the window drives.
 
 Run ``picker-gui COMMAND --help`` for each command. Errors in the input (a bad file, a
-missing option) end with a one-line reason and a non-zero exit code; in a batch, a bad
-micrograph is reported and the others still go through.
+missing option, a disk that is full) end with one line naming the file or option and exit
+code 2; in a batch, a bad micrograph is reported and the others still go through (exit
+code 1). A bug ends with one line too, and its traceback is saved to
+``<user cache>/last-error.txt`` (``-v`` prints it as well). Ctrl-C exits with 130.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import logging
+import re
+import shlex
 import sys
+import traceback
+from pathlib import Path
 from typing import Sequence
 
 from picker_gui import __version__
@@ -65,6 +72,53 @@ def _setup_logging(verbose: bool, quiet: bool) -> None:
     root.propagate = False
 
 
+#: Errors that can only come from writing.
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC)}
+#: The temporary names of :mod:`picker_gui.core.paths` (``.<name>.<random>.tmp[<suffix>]``).
+_TEMP_NAME = re.compile(r"^\.(?P<name>.+?)(\.[a-z0-9_]{8})?\.tmp(\.[^./]*)?$")
+
+
+def describe_os_error(exc: OSError) -> str:
+    """One line for a failed file operation: the file (the target, not its temporary
+    name) and the system's reason, e.g. "cannot write /x/y.star: No space left on device"."""
+    reason = exc.strerror or str(exc)
+    if exc.filename is None:
+        return reason
+    path = Path(str(exc.filename))
+    target = _TEMP_NAME.match(path.name)
+    filename = str(path.with_name(target["name"])) if target else str(path)
+    verb = "cannot write " if exc.errno in _WRITE_ERRNOS or target else ""
+    # A rename of a temporary file over its target names the target once.
+    other = f" -> {exc.filename2}" if exc.filename2 is not None and not target else ""
+    return f"{verb}{filename}{other}: {reason}"
+
+
+def _save_traceback(text: str) -> Path | None:
+    from picker_gui.core.paths import atomic_write_text, user_folder
+
+    try:
+        folder = user_folder("cache")
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / "last-error.txt"
+        atomic_write_text(path, text)
+        return path
+    except OSError:
+        return None
+
+
+def _report_bug(exc: BaseException, argv: Sequence[str] | None, verbose: bool) -> None:
+    text = (f"picker-gui {__version__}, python {sys.version.split()[0]}\n"
+            f"command: picker-gui {shlex.join(list(argv if argv is not None else sys.argv[1:]))}\n\n"
+            + "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
+    saved = _save_traceback(text)
+    summary = (str(exc).strip().splitlines() or [""])[0][:200]
+    where = f"the traceback was saved to {saved}" if saved else "the traceback follows"
+    logger.error("error: unexpected error (%s%s); this is a bug — %s", type(exc).__name__,
+                 f": {summary}" if summary else "", where)
+    if verbose or saved is None:
+        sys.stderr.write(text)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -77,9 +131,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PickerError as exc:
         logger.error("error: %s", exc)
         return 2
+    except OSError as exc:
+        logger.error("error: %s", describe_os_error(exc))
+        if args.verbose:
+            traceback.print_exc(file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         logger.error("interrupted")
         return 130
+    except Exception as exc:  # noqa: BLE001 - a bug: one line, the traceback kept in a file
+        _report_bug(exc, argv, args.verbose)
+        return 1
 
 
 if __name__ == "__main__":

@@ -35,9 +35,10 @@ def test_python_dash_m_runs_the_cli():
 def test_preprocess_writes_downsampled_mrc_and_goes_on_past_a_bad_file(tmp_path, capsys):
     raw = tmp_path / "raw"
     raw.mkdir()
-    write_mrc(raw / "a.mrc", RNG.normal(size=(96, 128)).astype(np.float32), voxel_size=2.0)
+    # Big enough that x4 leaves the 64 px a downsampled micrograph needs on its short side.
+    write_mrc(raw / "a.mrc", RNG.normal(size=(256, 384)).astype(np.float32), voxel_size=2.0)
     (raw / "b.mrc").write_bytes(b"\0" * 10)
-    write_mrc(raw / "c.mrc", RNG.normal(size=(96, 128)).astype(np.float32), voxel_size=2.0)
+    write_mrc(raw / "c.mrc", RNG.normal(size=(256, 384)).astype(np.float32), voxel_size=2.0)
     out = tmp_path / "prep"
     code = main(["preprocess", str(raw), "--out", str(out), "--diameter-a", "150"])
     assert code == 1  # one failed, the others done
@@ -45,7 +46,7 @@ def test_preprocess_writes_downsampled_mrc_and_goes_on_past_a_bad_file(tmp_path,
     assert "b.mrc" in err and "1 of 3 micrographs failed" in err
     for name in ("a", "c"):
         with mrcfile.open(out / f"{name}.mrc") as mrc:
-            assert mrc.data.shape == (24, 32)
+            assert mrc.data.shape == (64, 96)
             assert float(mrc.voxel_size.x) == pytest.approx(8.0)
     summary = json.loads((out / "preprocess.json").read_text())
     assert [m["output"] for m in summary["micrographs"]] == ["a.mrc", "c.mrc"]
@@ -135,7 +136,8 @@ def test_train_pick_evaluate_end_to_end(tmp_path, capsys):
     starfile.write({"particles": truth_df.groupby("rlnMicrographName").head(10)}, tmp_path / "labels.star")
     model = tmp_path / "model.pt"
     code = main(["train", str(mics), "--labels", str(tmp_path / "labels.star"), "--diameter-a", "16",
-                 "--expected-per-micrograph", "30", "--epochs", "1", "--device", "cpu", "--out", str(model)])
+                 "--expected-per-micrograph", "30", "--epochs", "1", "--max-minutes", "10000",  # bounded by steps
+                 "--device", "cpu", "--out", str(model)])
     assert code == 0 and model.exists()
     err = capsys.readouterr().err
     assert "conv31" in err and "pi = " in err and "validation AP" in err

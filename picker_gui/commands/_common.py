@@ -3,9 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import signal
 import sys
+import threading
+from os import PathLike
+from pathlib import Path
 from typing import Iterable, Iterator, TypeVar
+
+from picker_gui.core.errors import CoordinateFormatError, UsageError
+from picker_gui.core.formats import WRITE_FORMATS, detect_format
+from picker_gui.core.paths import check_outputs
 
 T = TypeVar("T")
 logger = logging.getLogger("picker_gui")
@@ -44,5 +53,140 @@ def report_failures(failures: list[tuple[str, str]], total: int, what: str) -> i
         return 0
     for name, problem in failures:
         logger.error("%s", problem if name in problem else f"{name}: {problem}")
-    logger.error("%d of %d %s failed (listed above); the others were processed", len(failures), total, what)
+    if len(failures) >= total:
+        logger.error("all %d %s failed (listed above)", total, what)
+    else:
+        logger.error("%d of %d %s failed (listed above); the others were processed", len(failures), total, what)
     return 1
+
+
+# -- outputs, checked before any work -----------------------------------------------------
+#: Formats that write one file per micrograph into a folder, and the extension that makes
+#: the output one file instead (allowed for one micrograph).
+_PER_MICROGRAPH = {"relion": ".star", "box": ".box"}
+#: The usual extension of the one-file formats, for the example in a message.
+_SINGLE_FILE_EXT = {"star-particles": ".star", "labels": ".star", "topaz": ".txt", "csv": ".csv"}
+
+
+def check_coordinate_output(
+    path: Path,
+    fmt: str | None,
+    *,
+    inputs: Iterable[str | PathLike] = (),
+    box_size: float | None = None,
+    n_micrographs: int | None = None,
+    suffix: str = "autopick",
+    option: str = "--out",
+    format_option: str = "--format",
+) -> str:
+    """Settle the output format of a coordinate file and prove it can be written, before any
+    work: the format is known and writable, what it needs is given (``--box-size`` for
+    .box), the path has the right shape (a folder for per-micrograph formats, a file for
+    the others), no output is an input, and the folder is writable.
+
+    Parameters
+    ----------
+    path, fmt
+        The output and the format asked for (None: from the extension).
+    inputs
+        Every file and folder the command reads (see :func:`~picker_gui.core.paths.check_outputs`).
+    n_micrographs
+        How many micrographs will be written, when known: a single ``.box``/``.star`` file
+        holds one.
+    option, format_option
+        The command's names for the output and its format, for the messages.
+
+    Returns
+    -------
+    str
+        The format name to pass to ``write_coordinates``.
+
+    Raises
+    ------
+    UsageError
+        Naming the option and what to do instead.
+    """
+    path = Path(path)
+    if fmt is None:
+        if path.is_dir() or not path.suffix:
+            raise UsageError(
+                f"cannot tell the format of {path} from its name; give {format_option} "
+                f"({', '.join(WRITE_FORMATS)}; relion and box write one file per micrograph into a folder)",
+                option=format_option,
+            )
+        try:
+            name = detect_format(path, for_writing=True)
+        except CoordinateFormatError as exc:
+            raise UsageError(f"{exc.problem}; give {format_option} or another file name", option=option) from None
+    else:
+        name = "star-particles" if fmt == "star" else fmt
+        if name not in WRITE_FORMATS:
+            raise UsageError(f"cannot write {fmt!r}; writable formats: {', '.join(WRITE_FORMATS)}", option=format_option)
+    if name == "box" and box_size is None:
+        raise UsageError("writing .box files needs the box edge in pixels (EMAN boxes are stored by their corner)",
+                         option="--box-size")
+    outputs: list[tuple[Path, str]] = []
+    folders: list[str] = []
+    if name in _PER_MICROGRAPH:
+        ext = _PER_MICROGRAPH[name]
+        if path.suffix.lower() == ext and not path.is_dir():
+            if n_micrographs is not None and n_micrographs > 1:
+                raise UsageError(f"a {ext} file holds one micrograph but there are {n_micrographs}; give a folder "
+                                 f"to get one {name} file per micrograph", option=option)
+            outputs.append((path, option))
+        else:
+            if path.exists() and not path.is_dir():
+                raise UsageError(f"{path} is a file, but format {name!r} writes one file per micrograph into a folder",
+                                 option=option)
+            outputs.append((path, option))
+            folders.append(option)
+    elif name == "relion-list":
+        if path.suffix.lower() != ".star" or path.is_dir():
+            if path.exists() and not path.is_dir():
+                raise UsageError(f"{path} is a file but not .star; the relion-list output is a .star list file "
+                                 f"(or a folder to hold one)", option=option)
+            path = path / f"{suffix or 'coordinates'}.star"
+        outputs.append((path, option))
+        outputs.append((path.parent / "coordinates", f"{option} (its coordinates/ folder)"))
+        folders.append(outputs[-1][1])
+    else:
+        if path.is_dir():
+            raise UsageError(f"{path} is a folder, but format {name!r} writes one file; give a file name "
+                             f"such as {path / ('picks' + _SINGLE_FILE_EXT.get(name, ''))}", option=option)
+        outputs.append((path, option))
+    check_outputs(outputs, inputs, folder_outputs=folders)
+    return name
+
+
+def check_model_output(path: Path, inputs: Iterable[str | PathLike] = (), option: str = "--out") -> None:
+    """A model file can be written at ``path`` (not a folder, not an input, in a writable folder)."""
+    path = Path(path)
+    if path.is_dir():
+        raise UsageError(f"{path} is a folder; give a file name such as {path / 'model.pt'}", option=option)
+    check_outputs([(path, option)], inputs)
+
+
+# -- Ctrl-C --------------------------------------------------------------------------------
+@contextlib.contextmanager
+def first_interrupt_stops(stop: threading.Event, message: str) -> Iterator[threading.Event]:
+    """Within the block, the first Ctrl-C (SIGINT) sets ``stop`` and logs ``message`` (the
+    work is expected to end cleanly at its next step); a second one raises
+    :class:`KeyboardInterrupt` at once. The previous handler is restored afterwards.
+
+    Signal handlers belong to the main thread; elsewhere the block runs unchanged.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+
+    def handler(signum, frame):  # noqa: ARG001 - the signal module's signature
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        logger.warning("%s", message)
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGINT, previous if previous is not None else signal.SIG_DFL)

@@ -6,7 +6,8 @@ extension unless --from/--to say otherwise; per-micrograph formats (relion, box)
 write folders of files. --scale multiplies coordinates (e.g. 4 for picks made on a
 4x-binned grid); then --flip-y measures y from the other edge (y -> height - y), with the
 height in the output's pixels, from --image-height or from the headers of the
-micrographs given with --micrographs.
+micrographs given with --micrographs. The output is checked before anything is read: it
+may not be the input (nor, for a folder, hold it), and .box output needs --box-size.
 
 examples:
   picker-gui convert picks.txt autopick_out/ --to relion --scale 4
@@ -19,7 +20,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from picker_gui.commands._common import positive_float
+from picker_gui.commands._common import check_coordinate_output, positive_float
 from picker_gui.core.coords import micrograph_key
 from picker_gui.core.errors import MicrographError, UsageError
 from picker_gui.core.formats import READ_FORMATS, WRITE_FORMATS, read_coordinates, write_coordinates
@@ -41,13 +42,13 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--suffix", default="autopick", help="per-micrograph file suffix for RELION output (default: autopick)")
 
 
-def _heights(args: argparse.Namespace) -> dict[str, float] | float:
+def _heights(args: argparse.Namespace, micrographs: list[Path]) -> dict[str, float] | float:
     if args.image_height is not None:
         return args.image_height
-    if not args.micrographs:
-        raise UsageError("--flip-y needs the image height: give --image-height or --micrographs")
+    if not micrographs:
+        raise UsageError("needs the image height: give --image-height or --micrographs", option="--flip-y")
     heights = {}
-    for path in find_micrographs(args.micrographs):
+    for path in micrographs:
         try:
             heights[micrograph_key(path)] = read_header(path).shape[0]
         except MicrographError as exc:
@@ -58,13 +59,19 @@ def _heights(args: argparse.Namespace) -> dict[str, float] | float:
 def main(args: argparse.Namespace) -> int:
     if not args.input.exists():
         raise UsageError(f"{args.input}: no such file or folder")
-    heights = _heights(args) if args.flip_y else None
+    micrographs = find_micrographs(args.micrographs) if args.flip_y and args.micrographs and args.image_height is None else []
+    heights = _heights(args, micrographs) if args.flip_y else None
+    # The output is settled (format, box size, folder or file, writable, not an input)
+    # before any coordinate is read.
+    inputs = [args.input, *(args.input.iterdir() if args.input.is_dir() else ()), *micrographs]
+    fmt = check_coordinate_output(args.output, args.to_format, inputs=inputs, box_size=args.box_size,
+                                  suffix=args.suffix, option="OUTPUT", format_option="--to")
     # Scale, then flip, on the way in: the table then holds the output's coordinates and
     # is written as it is.
     table = read_coordinates(
         args.input, args.from_format, scale=args.scale, flip_y=args.flip_y, image_heights=heights
     )
-    written = write_coordinates(table, args.output, args.to_format, box_size=args.box_size, suffix=args.suffix)
+    written = write_coordinates(table, args.output, fmt, box_size=args.box_size, suffix=args.suffix)
     logger.info(
         "converted %d particle(s) on %d micrograph(s) into %d file(s) under %s",
         len(table),

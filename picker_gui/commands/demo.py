@@ -22,6 +22,7 @@ from pathlib import Path
 from picker_gui.commands._common import positive_int
 from picker_gui.core.demo_data import write_sparse_labels
 from picker_gui.core.errors import UsageError
+from picker_gui.core.paths import check_outputs
 from picker_gui.core.synthetic import SyntheticConfig, write_demo_dataset
 
 logger = logging.getLogger(__name__)
@@ -46,8 +47,11 @@ def add_args(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    if args.outdir.exists() and any(args.outdir.iterdir()):
+    # Refused before anything is written: a file in OUTDIR's place, a folder with files in
+    # it (nothing is ever replaced), a folder that cannot be written.
+    if args.outdir.is_dir() and any(args.outdir.iterdir()):
         raise UsageError(f"{args.outdir}: folder exists and is not empty; give a new or empty folder")
+    check_outputs([(args.outdir, "OUTDIR")], folder_outputs=["OUTDIR"])
     width, height = args.size
     config = dataclasses.replace(SyntheticConfig(), shape=(height, width))
     from tqdm import tqdm

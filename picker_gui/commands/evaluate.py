@@ -32,7 +32,7 @@ logger = logging.getLogger(__name__)
 def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("picks", type=Path, metavar="PICKS", help="scored picks (any readable format)")
     parser.add_argument("truth", type=Path, metavar="TRUTH", help="true centres (any readable format)")
-    parser.add_argument("--radius-px", required=True, type=positive_float, metavar="R", help="matching radius in pixels")
+    parser.add_argument("--radius-px", required=True, type=positive_float, metavar="R", help="matching radius in original-micrograph pixels (as every coordinate)")
     parser.add_argument("--threshold", type=float, metavar="T", help="also report precision/recall/F1 at this threshold")
     parser.add_argument("--all-truth-micrographs", action="store_true", help="count true centres on micrographs with no picks")
     parser.add_argument("--picks-format", choices=READ_FORMATS)

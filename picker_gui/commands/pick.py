@@ -4,7 +4,10 @@ Each micrograph is preprocessed the way the model was trained (same pixel size a
 downsampling, same normalisation), scored, and non-maximum suppression with the particle
 radius gives every candidate ranked by score (a logit: 0 is even odds). By default every
 candidate is kept, so that a threshold can be chosen later; --threshold keeps only those
-at or above it. Coordinates are written in original-micrograph pixels.
+at or above it. Coordinates, and --radius-px, are in original-micrograph pixels. The
+output is checked before any picking (its format, --box-size for .box, a folder for
+per-micrograph formats, never one of the inputs); when no micrograph can be picked,
+nothing is written.
 
 examples:
   picker-gui pick model.pt demo_data/micrographs --out picks.star
@@ -19,14 +22,14 @@ from pathlib import Path
 
 import numpy as np
 
-from picker_gui.commands._common import positive_float, progress, report_failures
+from picker_gui.commands._common import check_coordinate_output, positive_float, progress, report_failures
 from picker_gui.core.cache import PreprocessCache
 from picker_gui.core.coords import CoordinateTable
 from picker_gui.core.errors import MicrographError
 from picker_gui.core.formats import WRITE_FORMATS, write_coordinates
 from picker_gui.core.inference import pick_micrographs
 from picker_gui.core.models import load_model
-from picker_gui.core.mrc_io import find_micrographs
+from picker_gui.core.mrc_io import find_micrographs, require_unique_micrographs
 from picker_gui.core.training import select_device
 
 logger = logging.getLogger(__name__)
@@ -38,18 +41,21 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, type=Path, metavar="FILE", help="output file (or folder for per-micrograph formats)")
     parser.add_argument("--format", choices=WRITE_FORMATS, help="output format (default: from the extension)")
     parser.add_argument("--threshold", type=float, default=-np.inf, metavar="T", help="keep picks scoring at least T (default: keep all)")
-    parser.add_argument("--radius-px", type=positive_float, metavar="R", help="NMS radius in downsampled px (default: the particle radius)")
-    parser.add_argument("--box-size", type=positive_float, metavar="PX", help="box size, for .box output")
+    parser.add_argument("--radius-px", type=positive_float, metavar="R", help="least distance between two picks (NMS radius), in original-micrograph pixels (default: the particle radius)")
+    parser.add_argument("--box-size", type=positive_float, metavar="PX", help="box edge in pixels, needed for .box output")
     parser.add_argument("--pixel-size", type=positive_float, metavar="A", help="pixel size in Å (overrides the headers)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
 
 
 def main(args: argparse.Namespace) -> int:
-    saved = load_model(args.model)
+    # Everything that can be wrong with the options is found before any micrograph is picked.
+    paths = require_unique_micrographs(find_micrographs(args.micrographs))
+    fmt = check_coordinate_output(args.out, args.format, inputs=[args.model, *paths], box_size=args.box_size,
+                                  n_micrographs=len(paths))
     device, warning = select_device(args.device)
     if warning:
         logger.warning("%s", warning)
-    paths = find_micrographs(args.micrographs)
+    saved = load_model(args.model)
     tables, failures = [], []
     for path, result in progress(
         pick_micrographs(saved, paths, device=device, threshold=args.threshold, radius_px=args.radius_px,
@@ -62,7 +68,11 @@ def main(args: argparse.Namespace) -> int:
             continue
         tables.append(result)
         logger.debug("%s: %d picks", path.name, len(result))
+    if not tables:
+        report_failures(failures, len(paths), "micrographs")
+        logger.error("no micrograph could be picked; nothing written to %s", args.out)
+        return 1
     picks = CoordinateTable.concat(tables)
-    write_coordinates(picks, args.out, args.format, box_size=args.box_size)
+    write_coordinates(picks, args.out, fmt, box_size=args.box_size)
     logger.info("wrote %d picks on %d micrograph(s) to %s (device %s)", len(picks), len(tables), args.out, device)
     return report_failures(failures, len(paths), "micrographs")

@@ -20,9 +20,10 @@ from pathlib import Path
 
 from picker_gui.commands._common import positive_float, progress, report_failures
 from picker_gui.core.cache import PreprocessCache
-from picker_gui.core.errors import MicrographError, UsageError
-from picker_gui.core.mrc_io import find_micrographs, write_mrc
-from picker_gui.core.preprocess import NORMALIZATIONS, PreprocessParams, preprocess_file
+from picker_gui.core.errors import MicrographError
+from picker_gui.core.mrc_io import find_micrographs, read_header, require_unique_micrographs, write_mrc
+from picker_gui.core.paths import atomic_write_text, check_outputs
+from picker_gui.core.preprocess import NORMALIZATIONS, PreprocessParams, check_sizes, preprocess_file
 
 logger = logging.getLogger(__name__)
 
@@ -40,9 +41,25 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-cache", action="store_true", help="always recompute")
 
 
+def _check_sizes(paths: list, params: PreprocessParams, args: argparse.Namespace) -> None:
+    """Refuse a factor, diameter or pixel size that cannot work, on the first micrograph
+    whose header reads (a bad file is reported by the batch)."""
+    for path in paths:
+        try:
+            header = read_header(path, args.pixel_size)
+        except MicrographError:
+            continue
+        try:
+            factor, _ = params.factor_for(header.pixel_size_a)
+        except ValueError:  # no pixel size to size from: each micrograph reports it
+            factor = None
+        option = "--downsample" if args.downsample else "--target-pixel-size" if args.target_pixel_size else "--diameter-a"
+        for warning in check_sizes(header.shape, header.pixel_size_a, args.diameter_a, factor, downsample_option=option):
+            logger.warning("%s", warning)
+        return
+
+
 def main(args: argparse.Namespace) -> int:
-    if args.downsample is not None and args.downsample < 1:
-        raise UsageError(f"--downsample must be at least 1, got {args.downsample:g}")
     params = PreprocessParams(
         downsample=args.downsample,
         target_pixel_size_a=args.target_pixel_size,
@@ -50,9 +67,12 @@ def main(args: argparse.Namespace) -> int:
         normalization=args.normalization,
         pixel_size_a=args.pixel_size,
     )
-    paths = find_micrographs(args.micrographs)
+    paths = require_unique_micrographs(find_micrographs(args.micrographs))
+    # Before any work: the output folder may not hold the inputs (the results would replace
+    # them, or be read as inputs next time) and must be writable.
+    check_outputs([(args.out, "--out")], paths, folder_outputs=["--out"])
+    _check_sizes(paths, params, args)
     cache = None if args.no_cache else PreprocessCache(args.cache_dir)
-    args.out.mkdir(parents=True, exist_ok=True)
     records, failures = [], []
     logger.info("preprocessing %d micrograph(s) into %s", len(paths), args.out)
     for path in progress(paths, total=len(paths), desc="preprocess"):
@@ -88,7 +108,7 @@ def main(args: argparse.Namespace) -> int:
             f", {first['pixel_size_a']:.4g} Å/px" if first["pixel_size_a"] else "",
         )
     summary = {"params": params.to_dict(), "micrographs": records, "failed": [dict(file=f, error=e) for f, e in failures]}
-    (args.out / "preprocess.json").write_text(json.dumps(summary, indent=1))
+    atomic_write_text(args.out / "preprocess.json", json.dumps(summary, indent=1))
     if cache is not None:
         logger.info("cache: %d hit(s), %d computed (%s)", cache.hits, cache.misses, cache.folder)
     logger.info("wrote %d micrograph(s) and preprocess.json to %s", len(records), args.out)

@@ -123,6 +123,18 @@ def preprocess_params_for(metadata: dict, pixel_size_a: float | None) -> Preproc
     return PreprocessParams(downsample=metadata["downsample"], normalization=metadata["normalization"], pixel_size_a=pixel_size_a)
 
 
+def _assumed_pixel_size(path: Path, metadata: dict) -> str:
+    """What picking assumes for a micrograph whose header has no pixel size, in words."""
+    factor = metadata.get("downsample")
+    original = metadata.get("original_pixel_size_a")
+    how = f"downsampling x{factor:g}" if factor else "the model's downsampling"
+    if original:
+        assumed = f"assumed the model's original pixel size {original:.4g} Å ({how})"
+    else:
+        assumed = f"assumed the pixel size the model was trained on ({how})"
+    return f"{path}: no pixel size in the header; {assumed}; give --pixel-size if that is wrong"
+
+
 def pick_micrographs(
     saved: SavedModel,
     paths: Iterable[str | PathLike],
@@ -136,20 +148,31 @@ def pick_micrographs(
     """Preprocess each micrograph as the model was trained, score it and extract picks,
     one micrograph at a time (a bad one yields its error and the rest go on).
 
-    ``radius_px`` (NMS) is in downsampled pixels; default: the particle radius of the model.
+    Parameters
+    ----------
+    radius_px
+        NMS radius (the least distance between two picks) in *original-micrograph* pixels,
+        as every coordinate a user sees; converted with each micrograph's downsampling.
+        Default: the particle radius the model was trained with.
+    pixel_size_a
+        Overrides the headers. A micrograph with no pixel size anywhere is downsampled by
+        the model's factor, as if it had the model's original pixel size; a warning names
+        the file and the assumption.
     """
     from picker_gui.core.mrc_io import read_header
 
     meta = saved.metadata
-    radius = radius_px if radius_px is not None else meta["nms_radius_px"]
     model = saved.model.to(device)
     for p in paths:
         path = Path(p)
         try:
             header_px = pixel_size_a or read_header(path).pixel_size_a
+            if not header_px:
+                logger.warning("%s", _assumed_pixel_size(path, meta))
             prep = preprocess_file(path, preprocess_params_for(meta, header_px), cache)
         except MicrographError as exc:
             yield path, exc
             continue
+        radius = meta["nms_radius_px"] if radius_px is None else radius_px / prep.scale[1]
         scores = score_map(model, prep.image, device)
         yield path, extract_picks(scores, prep, radius, threshold, name=path.name)

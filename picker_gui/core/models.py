@@ -108,10 +108,12 @@ def save_model(path: str | PathLike, model: PickerNet, metadata: dict[str, Any])
     """Save a state_dict and plain metadata (architecture, downsampling, pixel size,
     normalisation, particle diameter, objective, pi, label counts, version).
 
-    The file is written to a temporary name and renamed, so a crash never leaves half a
-    model behind.
+    The file is written under a unique temporary name beside ``path`` and renamed over it
+    (:func:`~picker_gui.core.paths.atomic_path`), so a crash, a full disk or Ctrl-C never
+    leaves half a model behind, nor a stray temporary file.
     """
     from picker_gui import __version__
+    from picker_gui.core.paths import atomic_path
 
     path = Path(path)
     meta = dict(metadata)
@@ -124,28 +126,52 @@ def save_model(path: str | PathLike, model: PickerNet, metadata: dict[str, Any])
     )
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save({"state_dict": state, "metadata": meta}, tmp)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        torch.save({"state_dict": state, "metadata": meta}, tmp)
     return path
 
 
 def load_model(path: str | PathLike, device: str | torch.device = "cpu") -> SavedModel:
-    """Load a model saved by :func:`save_model` (``weights_only``: no pickled code runs)."""
+    """Load a model saved by :func:`save_model` (``weights_only``: no pickled code runs).
+
+    Raises
+    ------
+    PickerError
+        ``"<path>: not a picker-gui model (not a file saved by 'picker-gui train')"``, with the
+        cause added only where it tells the user something (an entry that is missing, weights
+        that do not fit the architecture); torch's unpickling text is never shown.
+    """
     from picker_gui.core.errors import PickerError
 
     path = Path(path)
     if not path.exists():
         raise PickerError(f"{path}: no such model file")
+    if path.is_dir():
+        raise PickerError(f"{path}: is a folder, not a model file (give the .pt file saved by 'picker-gui train')")
+    not_a_model = f"{path}: not a picker-gui model (not a file saved by 'picker-gui train'"
     try:
         blob = torch.load(path, map_location=device, weights_only=True)
-        meta = blob["metadata"]
+    except OSError as exc:
+        raise PickerError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    except Exception:  # noqa: BLE001 - not a torch file, or one holding pickled code: the same to a user
+        raise PickerError(not_a_model + ")") from None
+    if not isinstance(blob, dict) or "metadata" not in blob or "state_dict" not in blob:
+        missing = "it is not a dictionary" if not isinstance(blob, dict) else (
+            "no " + " and no ".join(repr(k) for k in ("state_dict", "metadata") if k not in blob) + " entry")
+        raise PickerError(f"{not_a_model}; {missing})")
+    meta = blob["metadata"]
+    if not isinstance(meta, dict) or "architecture" not in meta or "width" not in meta:
+        raise PickerError(f"{not_a_model}; its metadata lacks the architecture)")
+    if int(meta.get("format_version", 0)) > MODEL_FORMAT_VERSION:
+        raise PickerError(f"{path}: saved by a newer picker-gui (model format {meta['format_version']}); "
+                          f"update picker-gui to use it")
+    if meta["architecture"] not in ARCHITECTURES:
+        raise PickerError(f"{not_a_model}; unknown architecture {meta['architecture']!r})")
+    try:
         model = PickerNet(meta["architecture"], int(meta["width"]))
         model.load_state_dict(blob["state_dict"])
-    except Exception as exc:  # any corruption is a user-facing problem with this file
-        detail = (str(exc).strip().splitlines() or [""])[0][:160]
-        raise PickerError(f"{path}: not a picker-gui model ({type(exc).__name__}: {detail})") from None
-    if int(meta.get("format_version", 0)) > MODEL_FORMAT_VERSION:
-        raise PickerError(f"{path}: saved by a newer picker-gui (model format {meta['format_version']})")
+    except Exception:  # noqa: BLE001 - torch lists every mismatched tensor; one line says enough
+        raise PickerError(f"{not_a_model}; its weights do not fit the {meta['architecture']} "
+                          f"architecture of width {meta['width']})") from None
     model.to(device).eval()
     return SavedModel(model, meta)

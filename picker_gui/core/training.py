@@ -34,22 +34,43 @@ import torch
 import torch.nn.functional as F
 
 from picker_gui.core.coords import CoordinateTable
+from picker_gui.core.errors import UsageError
 from picker_gui.core.inference import extract_picks, score_map
 from picker_gui.core.metrics import average_precision, match_picks
 from picker_gui.core.models import PickerNet, choose_architecture
-from picker_gui.core.objectives import IGNORE, NEGATIVE, POSITIVE, UNLABELED, make_objective, pi_from_expected
-from picker_gui.core.preprocess import Preprocessed
+from picker_gui.core.objectives import IGNORE, NEGATIVE, POSITIVE, UNLABELED, disc_pixels, make_objective, pi_from_expected
+from picker_gui.core.preprocess import HARD_MIN_PARTICLE_PX, Preprocessed
 
 logger = logging.getLogger(__name__)
 
 
 # -- device ------------------------------------------------------------------------------
+DEVICE_CHOICES = "auto, cpu, cuda, cuda:N or mps"
+
+
+def check_device_name(requested: str | None) -> str:
+    """The device name in lower case, or :class:`UsageError` (``--device``) for one that
+    names no device picker-gui can use; nothing is initialised."""
+    req = (requested or "auto").strip().lower()
+    if req in ("auto", "cpu", "cuda", "mps"):
+        return req
+    if req.startswith("cuda:") and req[5:].isdigit():
+        return req
+    raise UsageError(f"unknown device {requested!r}; expected {DEVICE_CHOICES}", option="--device")
+
+
 def select_device(requested: str = "auto") -> tuple[torch.device, str | None]:
     """CUDA, else Apple MPS, else CPU; an asked-for GPU that fails falls back to the CPU.
 
-    Returns the device and a warning to show the user (None when all went as asked).
+    Returns the device and a warning to show the user (None when all went as asked). The
+    wording is neutral ("using the CPU"): training and picking both call this.
+
+    Raises
+    ------
+    UsageError
+        For a name that is no device (option ``--device``).
     """
-    req = (requested or "auto").lower()
+    req = check_device_name(requested)
     if req == "cpu":
         return torch.device("cpu"), None
     candidates = []
@@ -57,21 +78,19 @@ def select_device(requested: str = "auto") -> tuple[torch.device, str | None]:
         if torch.cuda.is_available():
             candidates.append(torch.device(req if req.startswith("cuda") else "cuda"))
         elif req != "auto":
-            return torch.device("cpu"), f"{requested} asked for but no CUDA device is available; training on the CPU"
+            return torch.device("cpu"), f"{requested} asked for but no CUDA device is available; using the CPU"
     if req in ("auto", "mps"):
         mps = getattr(torch.backends, "mps", None)
         if mps is not None and mps.is_available():
             candidates.append(torch.device("mps"))
         elif req == "mps":
-            return torch.device("cpu"), "MPS asked for but not available; training on the CPU"
-    if req not in ("auto", "cuda", "mps") and not req.startswith("cuda:"):
-        raise ValueError(f"unknown device {requested!r}; expected auto, cpu, cuda, cuda:N or mps")
+            return torch.device("cpu"), "MPS asked for but not available; using the CPU"
     for dev in candidates:
         try:  # a broken driver shows up on the first real kernel, not in is_available()
             (torch.ones(8, device=dev) * 2).sum().item()
             return dev, None
         except Exception as exc:  # noqa: BLE001 - any failure means "not usable"
-            return torch.device("cpu"), f"{dev} failed ({type(exc).__name__}: {exc}); training on the CPU"
+            return torch.device("cpu"), f"{dev} failed ({type(exc).__name__}: {exc}); using the CPU"
     return torch.device("cpu"), None
 
 
@@ -128,6 +147,7 @@ class TrainResult:
     metadata: dict[str, Any]
     history: list[TrainReport] = field(default_factory=list)
     stopped_by: str = ""  # "converged", "max_steps", "max_seconds", "cancelled"
+    warnings: list[str] = field(default_factory=list)  # also logged; for a window to show
 
 
 @dataclass(frozen=True)
@@ -296,6 +316,137 @@ def estimate_pi(config: TrainConfig, items: Sequence[LabeledMicrograph]) -> tupl
     return pi, f"pi = {pi:.4g} assuming {n:.0f} particles per micrograph (10 % of the area); give the expected count for better"
 
 
+# -- validation of the settings and the labels ---------------------------------------------
+#: Fewer pixels across the particle after downsampling and there is nothing to learn from
+#: (the hard floor :func:`~picker_gui.core.preprocess.check_sizes` applies too).
+MIN_TRAINABLE_PARTICLE_PX = HARD_MIN_PARTICLE_PX
+#: Above this, more than half of the unlabelled pixels would be particles: not a PU problem.
+MAX_PI = 0.5
+
+
+def check_config(config: TrainConfig) -> None:
+    """Refuse settings that cannot work whatever the data (no micrograph needed).
+
+    Raises
+    ------
+    UsageError
+        Naming the command-line option (``--pi``, ``--expected-per-micrograph``,
+        ``--autoencoder``, ``--radius``, ``--device``, ``--diameter-a``); the window shows
+        the message beside its own control.
+    """
+    if config.pi is not None and not (0 < config.pi <= MAX_PI):
+        raise UsageError(
+            f"pi is the fraction of the unlabelled pixels that are particle centres (within the label "
+            f"radius of one), so it must be in (0, {MAX_PI:g}]; it is usually 0.001-0.05; got {config.pi:g}. "
+            f"Or give the expected number of particles per micrograph and let pi follow from it",
+            option="--pi",
+        )
+    n = config.expected_per_micrograph
+    if n is not None and not (math.isfinite(n) and n > 0):
+        raise UsageError(f"must be a positive number of particles, got {n:g}", option="--expected-per-micrograph")
+    if not (math.isfinite(config.autoencoder) and config.autoencoder >= 0):
+        raise UsageError(
+            f"the weight of the autoencoder regulariser must be 0 (off) or positive (try 1), got {config.autoencoder:g}",
+            option="--autoencoder",
+        )
+    if not (math.isfinite(config.radius_px) and config.radius_px > 0):
+        raise UsageError(f"the label radius must be positive, got {config.radius_px:g}", option="--radius")
+    check_device_name(config.device)
+    d = config.particle_diameter_px
+    if not (math.isfinite(d) and d >= MIN_TRAINABLE_PARTICLE_PX):
+        raise UsageError(
+            f"the particle would be {d:.3g} px across after downsampling; the picker needs at least "
+            f"{MIN_TRAINABLE_PARTICLE_PX:g}. Check the diameter (in Å, not pixels) and the pixel size, or downsample less",
+            option="--diameter-a",
+        )
+
+
+def labels_outside(items: Sequence[LabeledMicrograph]) -> list[tuple[str, int, int]]:
+    """Per labelled micrograph, ``(name, positives outside the image, positives)`` for those
+    with any outside (the image in original-micrograph pixels)."""
+    found = []
+    for it in items:
+        if not len(it.positives):
+            continue
+        h = it.prep.image.shape[0] * it.prep.scale[0]
+        w = it.prep.image.shape[1] * it.prep.scale[1]
+        x, y = it.positives.x, it.positives.y
+        outside = int(np.count_nonzero(~((x >= 0) & (x < w) & (y >= 0) & (y < h))))
+        if outside:
+            found.append((it.name, outside, len(it.positives)))
+    return found
+
+
+def validate_training(config: TrainConfig, items: Sequence[LabeledMicrograph]) -> list[str]:
+    """Check the settings against the labelled micrographs before any training.
+
+    Returns
+    -------
+    list of str
+        Warnings for things that will train but probably not well (some labels outside
+        their micrographs); the caller shows them.
+
+    Raises
+    ------
+    UsageError
+        For what cannot work: every check of :func:`check_config`; no positive label; a
+        particle as large as the micrographs; an expected particle count that makes pi
+        larger than 0.5 (the message says the most that fits); every label outside its
+        micrograph (the message names the likely causes and the ``convert`` options that
+        fix them).
+    """
+    check_config(config)
+    if not items or not any(len(it.positives) for it in items):
+        raise UsageError("no positive labels on the given micrographs: label some particles first", option="--labels")
+    smallest = min(items, key=lambda it: min(it.prep.image.shape))
+    h, w = smallest.prep.image.shape
+    if config.particle_diameter_px >= min(h, w):
+        raise UsageError(
+            f"the particle ({config.particle_diameter_px:.1f} px across after downsampling) is not smaller than "
+            f"the micrograph {smallest.name} ({w}x{h} px after downsampling). Check the diameter (in Å, not "
+            f"pixels) and the pixel size, or downsample less",
+            option="--diameter-a",
+        )
+    n = config.expected_per_micrograph
+    if config.pi is None and n is not None:
+        mean_area = float(np.mean([it.prep.image.size for it in items]))
+        disc = disc_pixels(config.radius_px)
+        pi = n * disc / mean_area
+        if pi > MAX_PI:
+            most = int(MAX_PI * mean_area / disc)
+            raise UsageError(
+                f"{n:g} particles per micrograph cannot be right: each particle labels a disc of {disc} px "
+                f"(radius {config.radius_px:g}) and the micrographs have {mean_area:.0f} px after downsampling, "
+                f"so pi would be {pi:.3g}: more than half of the unlabelled pixels would be particles. At most "
+                f"{most} fit (pi = {MAX_PI:g}: half the micrograph area / the labelled disc area); a typical "
+                f"micrograph holds far fewer",
+                option="--expected-per-micrograph",
+            )
+    warnings = []
+    outside = labels_outside(items)
+    n_out = sum(k for _, k, _ in outside)
+    n_pos = sum(len(it.positives) for it in items)
+    if outside:
+        fix = ("wrong scale (picks made on a binned image) or y measured from the other edge? "
+               "'picker-gui convert --scale F' or 'picker-gui convert --flip-y' fixes the file")
+        if n_out == n_pos:
+            xs = np.concatenate([it.positives.x for it in items])
+            ys = np.concatenate([it.positives.y for it in items])
+            sizes = sorted({(round(it.prep.image.shape[1] * it.prep.scale[1]), round(it.prep.image.shape[0] * it.prep.scale[0]))
+                            for it in items})
+            raise UsageError(
+                f"all {n_pos} particle labels fall outside their micrographs (labels span x {xs.min():.0f} to "
+                f"{xs.max():.0f}, y {ys.min():.0f} to {ys.max():.0f}; micrographs "
+                f"{', '.join(f'{a}x{b}' for a, b in sizes[:3])} px): {fix}",
+                option="--labels",
+            )
+        listed = ", ".join(f"{name} ({k} of {m})" for name, k, m in outside[:5]) + (", ..." if len(outside) > 5 else "")
+        warnings.append(
+            f"{n_out} of {n_pos} particle labels fall outside their micrographs and teach nothing: {listed}; {fix}"
+        )
+    return warnings
+
+
 def _validation_ap(model, items, device, config) -> float:
     aps_picks, truth = [], []
     for it in items:
@@ -324,16 +475,27 @@ def train(
         Preprocessed micrographs with their labels (original-micrograph pixels). At least
         one positive label is needed.
     stop
-        Checked between steps; when set (or returning True) training ends cleanly.
+        Checked between steps; when set (or returning True) training ends cleanly and the
+        best model so far is returned (``stopped_by="cancelled"``; stopped before the first
+        validation, the weights as they are are validated once and kept).
     metadata
         Extra entries for the saved model (preprocessing parameters, pixel size, ...).
     on_validation
         Called with the report and the model (in eval mode, on its device) after every
         validation; benchmarks use it to follow accuracy against time. Must not keep or
         modify the model.
+
+    Raises
+    ------
+    UsageError
+        On the first ``next()``, before any training, for settings or labels that cannot
+        work (see :func:`validate_training`); warnings from it are logged, put in the
+        first report's message and kept in :attr:`TrainResult.warnings`, as is a warning
+        when the validation AP stayed 0.
     """
-    if not any(len(it.positives) for it in items):
-        raise ValueError("no positive labels: label some particles first")
+    warnings = validate_training(config, items)
+    for text in warnings:
+        logger.warning("%s", text)
     should_stop = stop.is_set if isinstance(stop, threading.Event) else (stop or (lambda: False))
     t0 = time.perf_counter()
     rng = np.random.default_rng(config.seed)
@@ -341,6 +503,7 @@ def train(
     device, warning = select_device(config.device)
     if warning:
         logger.warning("%s", warning)
+        warnings.append(warning)
 
     arch = config.architecture
     arch_reason = "as asked"
@@ -378,8 +541,8 @@ def train(
     since_best = 0
     history: list[TrainReport] = []
     stopped_by = "max_steps"
-    message: str | None = "; ".join(m for m in (warning, start_msg) if m)
-    step = done = 0
+    message: str | None = "; ".join([*warnings, start_msg])
+    step = done = best_step = 0
     excluded = 0.0
     try:
         for step in range(1, config.max_steps + 1):
@@ -407,7 +570,7 @@ def train(
             if step % config.eval_every == 0 or out_of_time or step == config.max_steps:
                 val_ap = _validation_ap(model, val_items, device, config)
                 if best_ap is None or val_ap > best_ap:
-                    best_ap, since_best = val_ap, 0
+                    best_ap, since_best, best_step = val_ap, 0, step
                     best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
                 else:
                     since_best += 1
@@ -436,6 +599,11 @@ def train(
             if out_of_time:
                 stopped_by = "max_seconds"
                 break
+        if stopped_by == "cancelled" and best_ap is None and done > 0:
+            # Stopped before the first validation: validate the weights as they are, so that
+            # what is kept is the trained model (with an AP), not the untrained start.
+            best_ap, best_step = _validation_ap(model, val_items, device, config), done
+            best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     finally:
         model.load_state_dict(best_state)
         model.cpu().eval()
@@ -452,6 +620,7 @@ def train(
         n_negative_labels=int(sum(len(it.negatives) for it in items)),
         n_micrographs=len(items),
         best_validation_ap=best_ap,
+        best_step=best_step,
         steps=done,
         stopped_by=stopped_by,
         seed=config.seed,
@@ -463,7 +632,15 @@ def train(
         time.perf_counter() - t0,
         "n/a" if best_ap is None else f"{best_ap:.3f}",
     )
-    return TrainResult(model, meta, history, stopped_by)
+    if best_ap is not None and best_ap <= 0:
+        text = (
+            "validation AP stayed 0: no pick on the validation micrograph(s) came within the particle radius "
+            "of a label, so the model has learned nothing useful. Check that the labels sit on particles "
+            "(scale, y flipped: 'picker-gui convert --scale/--flip-y'), the particle diameter and the pixel size"
+        )
+        logger.warning("%s", text)
+        warnings.append(text)
+    return TrainResult(model, meta, history, stopped_by, warnings)
 
 
 def run_training(gen: Generator[TrainReport, None, TrainResult], on_report: Callable[[TrainReport], None] | None = None) -> TrainResult:

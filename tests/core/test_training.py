@@ -1,4 +1,8 @@
-"""Training on a tiny synthetic set: every objective learns, cancel works, models reload."""
+"""Training on a tiny synthetic set: every objective learns, cancel works, models reload,
+settings and labels that cannot work are refused before training.
+
+Every run is bounded by steps (``max_seconds`` infinite): no test depends on how fast the
+machine is."""
 
 from __future__ import annotations
 
@@ -58,7 +62,7 @@ def _config(objective: str, **kw) -> TrainConfig:
         batch_tiles=8,
         learning_rate=3e-3,
         max_steps=120,
-        max_seconds=60,
+        max_seconds=float("inf"),  # bounded by steps: no test may depend on the machine's speed
         eval_every=40,
         patience=10,
         device="cpu",
@@ -115,7 +119,7 @@ def test_reports_carry_progress_and_validation(data):
 def test_cancel_stops_within_a_few_steps_and_keeps_a_model(data):
     items, _ = data
     stop = threading.Event()
-    gen = train(items, _config("ge-binomial", max_steps=10_000, max_seconds=600), stop=stop)
+    gen = train(items, _config("ge-binomial", max_steps=10_000), stop=stop)
     steps = []
 
     def on_report(report):
@@ -187,6 +191,164 @@ def test_validation_split_holds_out_whole_micrographs(data):
 def test_unavailable_gpu_falls_back_to_cpu_with_a_warning(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     device, warning = select_device("cuda")
-    assert device.type == "cpu" and "no CUDA device" in warning
+    # Neutral wording: picking calls this too.
+    assert device.type == "cpu" and "no CUDA device" in warning and "using the CPU" in warning
+    assert "training" not in warning
     assert select_device("auto")[0].type in ("cpu", "mps")
     assert select_device("cpu") == (torch.device("cpu"), None)
+
+
+# -- settings and labels that cannot work --------------------------------------------------
+def _raises_usage(option: str, *words: str):
+    """Context: a UsageError naming ``option`` whose message holds every word."""
+    from picker_gui.core.errors import UsageError
+
+    class _Check:
+        def __enter__(self):
+            self.ctx = pytest.raises(UsageError)
+            self.info = self.ctx.__enter__()
+            return self.info
+
+        def __exit__(self, *exc):
+            handled = self.ctx.__exit__(*exc)
+            err = self.info.value
+            assert err.option == option, (err.option, str(err))
+            assert str(err).startswith(f"{option}: ")
+            for word in words:
+                assert word in err.message, (word, err.message)
+            return handled
+
+    return _Check()
+
+
+def _first(gen):
+    """Run a train generator to its first report (validation happens before it)."""
+    return next(gen)
+
+
+def test_pi_outside_zero_to_half_is_refused_and_explained(data):
+    items, _ = data
+    for pi in (0.9, 0.0, -0.1):
+        with _raises_usage("--pi", "fraction of the unlabelled pixels", "(0, 0.5]"):
+            _first(train(items, _config("ge-binomial", expected_per_micrograph=None, pi=pi)))
+    assert _first(train(items, _config("ge-binomial", expected_per_micrograph=None, pi=0.5, max_steps=1))).step == 1
+
+
+def test_expected_count_that_makes_pi_above_half_says_the_most_that_fits(data):
+    items, _ = data
+    # 96 x 128 px, radius-3 discs of 29 px: pi = 0.5 at 211 particles.
+    with _raises_usage("--expected-per-micrograph", "At most 211", "half"):
+        _first(train(items, _config("ge-binomial", expected_per_micrograph=100_000)))
+    assert _first(train(items, _config("ge-binomial", expected_per_micrograph=211, max_steps=1))).step == 1
+
+
+def test_negative_autoencoder_weight_and_unknown_device_are_refused(data):
+    items, _ = data
+    with _raises_usage("--autoencoder", "0 (off) or positive"):
+        _first(train(items, _config("ge-binomial", autoencoder=-5)))
+    with _raises_usage("--device", "bogus", "cuda:N"):
+        _first(train(items, _config("ge-binomial", device="bogus")))
+    for name in ("bogus", "cuda:x", "gpu"):
+        with _raises_usage("--device", "unknown device"):
+            select_device(name)
+
+
+def test_particle_too_small_or_as_large_as_the_micrograph_is_refused(data):
+    items, _ = data
+    with _raises_usage("--diameter-a", "0.5 px across", "at least 4"):
+        _first(train(items, _config("ge-binomial", particle_diameter_px=0.5)))
+    with _raises_usage("--diameter-a", "not smaller than the micrograph"):
+        _first(train(items, _config("ge-binomial", particle_diameter_px=500)))
+
+
+def _shifted(items, dx: float, n: int | None = None):
+    """Items whose first ``n`` (default all) labels are moved by ``dx`` pixels in x."""
+    out = []
+    for it in items:
+        x = it.positives.x.copy()
+        x[: len(x) if n is None else n] += dx
+        out.append(LabeledMicrograph(it.prep, it.positives.replace(x=x), it.negatives))
+    return out
+
+
+def test_labels_all_outside_their_micrographs_are_refused_with_the_fix(data):
+    items, _ = data
+    # As picks made on a 4x-binned image and read without --scale would be, but the other way.
+    with _raises_usage("--labels", "all 24 particle labels fall outside", "--scale", "--flip-y", "128x96"):
+        _first(train(_shifted(items, 1000), _config("ge-binomial")))
+
+
+def test_some_labels_outside_give_a_warning_with_the_count(data, caplog):
+    items, _ = data
+    caplog.set_level("WARNING", logger="picker_gui")
+    gen = train(_shifted(items, -500, n=2), _config("ge-binomial", max_steps=3))
+    reports, result = _run(gen)
+    expected = "6 of 24 particle labels fall outside their micrographs"
+    assert any(expected in w for w in result.warnings)
+    assert expected in reports[0].message  # the window shows the first report's message
+    assert expected in caplog.text and "m0.mrc (2 of 8)" in caplog.text
+
+
+def test_validation_ap_that_stays_zero_is_warned_about(data, monkeypatch, caplog):
+    import picker_gui.core.training as training
+
+    items, _ = data
+    caplog.set_level("WARNING", logger="picker_gui")
+    monkeypatch.setattr(training, "_validation_ap", lambda *a, **k: 0.0)
+    _, result = _run(train(items, _config("ge-binomial", max_steps=40)))
+    assert result.metadata["best_validation_ap"] == 0.0
+    assert any("validation AP stayed 0" in w for w in result.warnings)
+    assert "validation AP stayed 0" in caplog.text
+
+
+def test_cancel_before_the_first_validation_keeps_a_validated_trained_model(data):
+    items, _ = data
+    stop = threading.Event()
+    gen = train(items, _config("ge-binomial", max_steps=10_000), stop=stop)
+
+    def on_report(report):
+        if report.step == 3:
+            stop.set()
+
+    result = run_training(gen, on_report)
+    assert result.stopped_by == "cancelled" and result.metadata["steps"] == 3
+    # Not the untrained start: the weights of step 3, with their validation AP.
+    assert result.metadata["best_step"] == 3
+    assert 0.0 <= result.metadata["best_validation_ap"] <= 1.0
+
+
+# -- saving and loading ----------------------------------------------------------------------
+def test_save_model_is_atomic_and_leaves_no_temporary_file(data, tmp_path, monkeypatch):
+    items, _ = data
+    from picker_gui.core.models import PickerNet
+
+    model = PickerNet("conv31", 8)
+    path = save_model(tmp_path / "model.pt", model, {"downsample": 1.0})
+    before = path.read_bytes()
+
+    def failing_save(obj, f, *a, **k):
+        Path(f).write_bytes(b"half a mod")
+        raise OSError(28, "No space left on device", str(f))
+
+    monkeypatch.setattr(torch, "save", failing_save)
+    with pytest.raises(OSError):
+        save_model(path, model, {"downsample": 2.0})
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt"]
+
+
+def test_a_file_that_is_not_a_model_says_so_without_torch_internals(tmp_path):
+    from picker_gui.core.errors import PickerError
+
+    for name, content in (("zeros.pt", b"\0" * 20), ("empty.pt", b""), ("text.pt", b"not a model")):
+        (tmp_path / name).write_bytes(content)
+        with pytest.raises(PickerError) as info:
+            load_model(tmp_path / name)
+        message = str(info.value)
+        assert message == f"{tmp_path / name}: not a picker-gui model (not a file saved by 'picker-gui train')"
+    # A torch file of the wrong content: the missing entry is worth saying.
+    torch.save({"weights": torch.zeros(2)}, tmp_path / "other.pt")
+    with pytest.raises(PickerError, match=r"not a file saved by 'picker-gui train'; no 'state_dict' and no 'metadata' entry"):
+        load_model(tmp_path / "other.pt")
+    with pytest.raises(PickerError, match="is a folder"):
+        load_model(tmp_path)
