@@ -6,7 +6,7 @@ a copy of the arrays. Printed (medians over --runs):
 
 - reading the coordinate file (core, any thread)
 - File → Import on the GUI thread (read + merge + one undoable step)
-- one autosave: time on the GUI thread (copy of the labels), time on the worker (write),
+- one autosave: time on the GUI thread (a frozen copy of the labels), time on the worker (write),
   and the longest the event loop went without running while it saved (a 5 ms timer's
   largest gap: what a user would feel as a stall)
 
@@ -107,7 +107,7 @@ def main() -> None:
     print(f"{args.labels} labels over {args.micrographs} micrographs, platform {os.environ['QT_QPA_PLATFORM']}")
     print(f"read the STAR file (core)                 {_median(reads)}")
     print(f"File > Import on the GUI thread           {_median(imports)}")
-    print(f"autosave: GUI thread (copy of labels)     {_median(gui_saves)}")
+    print(f"autosave: GUI thread (frozen copy)         {_median(gui_saves)}")
     print(f"autosave: worker thread (write)           {_median(worker_saves)}")
     print(f"autosave: longest event-loop stall        {_median(stalls)}")
 

@@ -19,7 +19,6 @@ import logging
 import sys
 from pathlib import Path
 
-import numpy as np
 
 from picker_gui.commands._common import positive_float
 from picker_gui.core.errors import UsageError
@@ -46,8 +45,8 @@ def main(args: argparse.Namespace) -> int:
     picks = read_coordinates(args.picks, args.picks_format)
     truth = read_coordinates(args.truth, args.truth_format)
     if not args.all_truth_micrographs:
-        picked = set(picks.keys)
-        kept = truth[np.isin(truth.keys, list(picked))]
+        picked = picks.micrographs()
+        kept = truth[truth.on_micrographs(picked)]
         if len(kept) < len(truth):
             logger.info("counting %d of %d true centres: those on the %d picked micrograph(s)", len(kept), len(truth), len(picked))
         truth = kept

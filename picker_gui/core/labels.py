@@ -2,8 +2,9 @@
 
 Edits (add, remove, move) are plain method calls that return what is needed to undo them;
 the window wraps them in undo commands and saves after each one. Listeners registered with
-:meth:`LabelStore.subscribe` are called after every change with the micrograph key, so
-views redraw only what changed. Hit-testing (which label is under the cursor) lives here
+:meth:`LabelStore.subscribe` are called after every change with the keys of the micrographs
+that changed (one for a click, all of them at once for an import), so views redraw only
+what changed, once. Hit-testing (which label is under the cursor) lives here
 too, so it is tested without Qt.
 """
 
@@ -44,14 +45,32 @@ class LabelStore:
                 store._arrays(key)[kind] = sel.xy().astype(np.float64)
         return store
 
+    def frozen(self) -> "LabelStore":
+        """A copy that later edits do not change, made in microseconds: edits replace a
+        micrograph's arrays instead of writing into them, so the copy shares the arrays.
+        A saving thread turns it into a table while the user goes on clicking."""
+        copy = LabelStore()
+        copy._points = {k: dict(v) for k, v in self._points.items()}
+        copy._names = dict(self._names)
+        return copy
+
     def to_table(self) -> CoordinateTable:
-        parts = []
+        """Every label as one table."""
+        names, kinds, counts, arrays = [], [], [], []
         for key in sorted(self._points):
             for kind in KINDS:
                 xy = self._points[key][kind]
                 if len(xy):
-                    parts.append(CoordinateTable.from_arrays(self._names.get(key, key), xy[:, 0], xy[:, 1], kind=kind, source="manual"))
-        return CoordinateTable.concat(parts)
+                    names.append(self._names.get(key, key))
+                    kinds.append(kind)
+                    counts.append(len(xy))
+                    arrays.append(xy)
+        if not arrays:
+            return CoordinateTable.empty()
+        xy = np.concatenate(arrays)
+        return CoordinateTable.from_arrays(
+            np.repeat(np.array(names, dtype=object), counts), xy[:, 0], xy[:, 1],
+            kind=np.repeat(np.array(kinds, dtype=object), counts), source="manual")
 
     # -- access --------------------------------------------------------------------------
     def _arrays(self, micrograph: str) -> dict[str, np.ndarray]:
@@ -88,16 +107,19 @@ class LabelStore:
         return best
 
     # -- edits ---------------------------------------------------------------------------
-    def subscribe(self, callback: Callable[[str], None]) -> None:
+    def subscribe(self, callback: Callable[[tuple[str, ...]], None]) -> None:
+        """``callback(keys)`` after every change, with the keys of the micrographs changed."""
         self._listeners.append(callback)
 
-    def unsubscribe(self, callback: Callable[[str], None]) -> None:
+    def unsubscribe(self, callback: Callable[[tuple[str, ...]], None]) -> None:
         self._listeners.remove(callback)
 
     def _changed(self, micrograph: str) -> None:
-        key = micrograph_key(micrograph)
+        self._notify((micrograph_key(micrograph),))
+
+    def _notify(self, keys: tuple[str, ...]) -> None:
         for callback in list(self._listeners):
-            callback(key)
+            callback(keys)
 
     def add(self, micrograph: str, x: float, y: float, kind: str = PARTICLE, index: int | None = None) -> int:
         """Add a label (at ``index``, to undo a removal); returns its index."""
@@ -120,20 +142,21 @@ class LabelStore:
 
     def move(self, micrograph: str, kind: str, index: int, x: float, y: float, notify: bool = True) -> tuple[float, float]:
         """Move a label; returns its old position. ``notify=False`` for live dragging."""
-        xy = self._arrays(micrograph)[kind]
+        arrays = self._arrays(micrograph)
+        xy = arrays[kind].copy()  # never write into an array a frozen copy may share
         old = float(xy[index, 0]), float(xy[index, 1])
         xy[index] = (x, y)
+        arrays[kind] = xy
         if notify:
             self._changed(micrograph)
         return old
 
     def replace(self, table: CoordinateTable) -> None:
-        """Take every label from ``table`` (an import); listeners hear of every micrograph."""
-        changed = set(self._points) | set(table.keys)
+        """Take every label from ``table`` (an import); listeners hear once, of every micrograph."""
+        changed = set(self._points) | set(table.micrographs())
         fresh = LabelStore.from_table(table)
         self._points, self._names = fresh._points, {**self._names, **fresh._names}
-        for key in changed:
-            self._changed(key)
+        self._notify(tuple(sorted(changed)))
 
 
 __all__ = ["Hit", "LabelStore", "PARTICLE", "NEGATIVE"]

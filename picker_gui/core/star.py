@@ -443,6 +443,10 @@ def _format_column(values: Any, path: str | os.PathLike[str]) -> list[str]:
     return [memo[v] for v in items]
 
 
+#: Rows formatted at a time by :func:`write_star`.
+_ROWS_PER_SLICE = 5000
+
+
 def _is_scalar(value: Any) -> bool:
     return value is None or isinstance(value, (str, bytes, numbers.Number, np.generic))
 
@@ -508,12 +512,16 @@ def write_star(blocks: Mapping[str, Any], fh: IO[str] | None = None, *, comment:
             continue
         parts.append("loop_\n")
         parts += [f"_{label} #{i}\n" for i, label in enumerate(columns, start=1)]
-        formatted = [_format_column(values, path) for values in columns.values()]
-        lengths = {len(column) for column in formatted}
+        values_of = [v.to_numpy() if hasattr(v, "to_numpy") else np.asarray(v) for v in columns.values()]
+        lengths = {len(v) for v in values_of}
         if len(lengths) > 1:
             raise CoordinateFormatError(path, f"the columns of block data_{name} differ in length "
-                                              f"({', '.join(f'{k}: {len(v)}' for k, v in zip(columns, formatted))})")
-        if formatted and formatted[0]:
+                                              f"({', '.join(f'{k}: {len(v)}' for k, v in zip(columns, values_of))})")
+        n_rows = lengths.pop() if lengths else 0
+        # In slices: each numpy conversion or join holds the GIL for its whole length, and a
+        # window saving on a worker thread must get it back every few milliseconds.
+        for start in range(0, n_rows, _ROWS_PER_SLICE):
+            formatted = [_format_column(v[start : start + _ROWS_PER_SLICE], path) for v in values_of]
             parts.append("\n".join(map(" ".join, zip(*formatted))))
             parts.append("\n")
         parts.append("\n")

@@ -169,7 +169,7 @@ class MainWindow(QMainWindow):
                 notes.append(f"{exc}. It is open here read-only.")
             except OSError:
                 pass  # an unwritable folder: the first save says so
-        self.saver = storage.ProjectSaver(self.project, self.store.to_table, read_only=read_only, parent=self)
+        self.saver = storage.ProjectSaver(self.project, lambda: self.store.frozen(), read_only=read_only, parent=self)
         self.saver.state_changed.connect(self._on_save_state)
         self.saver.conflict.connect(self._on_conflict)
         self._on_save_state(self.saver.state, self.saver.message)
@@ -434,9 +434,9 @@ class MainWindow(QMainWindow):
         self.project.settings.skipped = sorted(s)
         self._schedule_settings_save()
 
-    def _on_labels_changed(self, key: str) -> None:
-        self.mic_list.model.update(key, labels=self.store.count(key), negatives=self.store.count(key, NEGATIVE))
-        if key == self.current:
+    def _on_labels_changed(self, keys: tuple[str, ...]) -> None:
+        self.mic_list.model.update_many({k: {"labels": self.store.count(k), "negatives": self.store.count(k, NEGATIVE)} for k in keys})
+        if self.current in keys:
             self._refresh_overlays()
         self._update_counts()
         self.saver.edited()
@@ -603,7 +603,7 @@ class MainWindow(QMainWindow):
         except PickerError as exc:
             QMessageBox.warning(self, "Import failed", str(exc))
             return 0
-        known = np.isin(table.keys, list(self.paths))
+        known = table.on_micrographs(self.paths)
         if not known.any():
             QMessageBox.warning(self, "Import", f"{path.name}: none of its {len(table)} coordinates names a micrograph of this project (names match by basename).")
             return 0
@@ -612,7 +612,8 @@ class MainWindow(QMainWindow):
             table = table.with_kind(NEGATIVE)
         self._warn_if_off_image(table, path)
         before = self.store.to_table()
-        merged = CoordinateTable.concat([before, table.replace(micrograph=[self.paths[k].name for k in table.keys], source="manual")])
+        names = {k: p.name for k, p in self.paths.items()}
+        merged = CoordinateTable.concat([before, table.named_by_key(names).replace(source="manual")])
         self.undo_stack.push(ReplaceLabels(self.store, before, merged, f"Import {path.name}"))
         self.saver.save_now()
         self.statusBar().showMessage(f"Imported {len(table)} label(s) from {path.name}", 8000)

@@ -52,13 +52,27 @@ class MicrographTableModel(QAbstractTableModel):
         row = self.row_of(key)
         return None if row is None else self.entries[row]
 
+    #: Which columns show each field (the name column also shows errors and the skip colour).
+    _FIELD_COLUMNS = {"labels": (1,), "negatives": (1,), "picks": (2,), "skipped": (0, 3), "error": (0,)}
+
     def update(self, key: str, **values) -> None:
-        row = self.row_of(key)
-        if row is None:
-            return
-        for k, v in values.items():
-            setattr(self.entries[row], k, v)
-        self.dataChanged.emit(self.index(row, 0), self.index(row, len(self.COLUMNS) - 1))
+        self.update_many({key: values})
+
+    def update_many(self, values_by_key: dict[str, dict]) -> None:
+        """Set fields of many rows and tell the views once, naming only the columns that
+        changed: a dataChanged that spans the sort column makes the sorting proxy re-sort,
+        which for a click on one of 400 micrographs cost a quarter of a second."""
+        rows, columns = [], set()
+        for key, values in values_by_key.items():
+            row = self.row_of(key)
+            if row is None:
+                continue
+            for k, v in values.items():
+                setattr(self.entries[row], k, v)
+                columns.update(self._FIELD_COLUMNS.get(k, range(len(self.COLUMNS))))
+            rows.append(row)
+        if rows and columns:
+            self.dataChanged.emit(self.index(min(rows), min(columns)), self.index(max(rows), max(columns)))
 
     # -- Qt model API --------------------------------------------------------------------
     def rowCount(self, parent=QModelIndex()) -> int:  # noqa: N802

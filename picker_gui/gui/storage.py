@@ -21,6 +21,7 @@ from typing import Callable
 from PyQt6.QtCore import QObject, QRunnable, QThreadPool, QTimer, pyqtSignal
 
 from picker_gui.core.coords import CoordinateTable
+from picker_gui.core.labels import LabelStore
 from picker_gui.core.project import LOCK_REFRESH_S, Project
 
 AUTOSAVE_MS = 500
@@ -35,9 +36,11 @@ class _SaveSignals(QObject):
     failed = pyqtSignal(int, object)  # revision, message
 
 
-def _save(project: Project, table: CoordinateTable) -> tuple[str, object]:
-    """("done", conflict note or None) or ("failed", message): never raises."""
+def _save(project: Project, labels: LabelStore | CoordinateTable) -> tuple[str, object]:
+    """("done", conflict note or None) or ("failed", message): never raises. A frozen
+    LabelStore becomes a table here, on the saving thread."""
     try:
+        table = labels.to_table() if isinstance(labels, LabelStore) else labels
         return "done", project.save_labels(table)
     except OSError as exc:
         return "failed", f"could not write {exc.filename or project.labels_path}: {exc.strerror or exc}"
@@ -49,10 +52,10 @@ class _SaveJob(QRunnable):
     """One background save; its outcome is also kept on the job, so that a flush that waited
     for it can use it before the queued signal arrives."""
 
-    def __init__(self, project: Project, table: CoordinateTable, revision: int, signals: _SaveSignals) -> None:
+    def __init__(self, project: Project, labels, revision: int, signals: _SaveSignals) -> None:
         super().__init__()
         self.setAutoDelete(False)
-        self.project, self.table, self.revision, self.signals = project, table, revision, signals
+        self.project, self.table, self.revision, self.signals = project, labels, revision, signals
         self.outcome: tuple[str, object] | None = None
 
     def run(self) -> None:
@@ -72,7 +75,8 @@ class ProjectSaver(QObject):
     project
         The open project.
     snapshot
-        Returns the labels to write (called on the GUI thread).
+        Returns the labels to write: a table, or a frozen LabelStore (cheap to take on the
+        GUI thread; made into a table on the saving thread).
     read_only
         The project is open elsewhere and this window only looks.
     """
@@ -80,7 +84,7 @@ class ProjectSaver(QObject):
     state_changed = pyqtSignal(str, str)
     conflict = pyqtSignal(str)  # a message: the file had been changed by someone else
 
-    def __init__(self, project: Project, snapshot: Callable[[], CoordinateTable], read_only: bool = False, parent=None) -> None:
+    def __init__(self, project: Project, snapshot: Callable[[], CoordinateTable | LabelStore], read_only: bool = False, parent=None) -> None:
         super().__init__(parent)
         self.project = project
         self._snapshot = snapshot

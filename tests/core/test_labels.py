@@ -22,7 +22,7 @@ def test_add_remove_move_and_undo_information():
     assert pos == (110.0, 55.0) and store.count("m1") == 1
     store.add("m1", *pos, index=0)  # undo of the removal puts it back in place
     np.testing.assert_array_equal(store.points("m1"), [[110.0, 55.0], [300.0, 60.0]])
-    assert changes == ["m1"] * 5
+    assert changes == [("m1",)] * 5
 
 
 def test_hit_finds_the_nearest_label_within_the_radius_of_either_kind():
@@ -52,10 +52,23 @@ def test_round_trip_through_the_canonical_table_keeps_names_and_kinds():
     assert store.total() == 2 and store.total(NEGATIVE) == 1
 
 
-def test_replace_notifies_every_affected_micrograph():
+def test_replace_notifies_every_affected_micrograph_at_once():
     store = LabelStore()
     store.add("old.mrc", 1, 1)
-    seen = set()
-    store.subscribe(seen.add)
+    seen = []
+    store.subscribe(seen.append)
     store.replace(CoordinateTable.from_arrays("new.mrc", [2.0], [2.0]))
-    assert seen == {"old", "new"} and store.count("old") == 0 and store.count("new") == 1
+    assert seen == [("new", "old")] and store.count("old") == 0 and store.count("new") == 1
+
+
+def test_a_frozen_copy_does_not_change_with_later_edits():
+    store = LabelStore()
+    store.add("m", 1.0, 2.0)
+    store.add("m", 3.0, 4.0)
+    frozen = store.frozen()
+    store.move("m", PARTICLE, 0, 50.0, 60.0)
+    store.add("m", 7.0, 8.0)
+    store.remove("m", PARTICLE, 1)
+    store.add("n", 9.0, 9.0, kind=NEGATIVE)
+    np.testing.assert_array_equal(frozen.points("m"), [[1.0, 2.0], [3.0, 4.0]])
+    assert frozen.to_table() == CoordinateTable.from_arrays("m", [1.0, 3.0], [2.0, 4.0], source="manual")
