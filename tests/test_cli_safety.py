@@ -420,3 +420,51 @@ def test_ctrl_c_during_train_saves_the_best_model_and_exits_130(blobs, tmp_path)
     assert saved.metadata["stopped_by"] == "cancelled"
     assert saved.metadata["best_validation_ap"] is not None
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".model.pt")] == []
+
+
+def _relion_project(tmp_path):
+    """A RELION project folder as RELION leaves it: micrographs under MotionCorr/, their STAR under CtfFind/."""
+    project = tmp_path / "relion"
+    movies = project / "MotionCorr" / "job002" / "Movies"
+    movies.mkdir(parents=True)
+    for name in ("mic_001.mrc", "mic_002.mrc"):
+        (movies / name).write_bytes(b"")
+    ctf = project / "CtfFind" / "job003"
+    ctf.mkdir(parents=True)
+    (ctf / "micrographs_ctf.star").write_text(
+        "data_optics\nloop_\n_rlnOpticsGroup #1\n1\n\ndata_micrographs\nloop_\n_rlnMicrographName #1\n_rlnOpticsGroup #2\n"
+        "MotionCorr/job002/Movies/mic_001.mrc 1\nMotionCorr/job002/Movies/mic_002.mrc 1\n")
+    return project, ctf / "micrographs_ctf.star"
+
+
+def test_convert_to_a_relion_list_uses_the_names_and_paths_relion_resolves(tmp_path):
+    import starfile
+
+    from picker_gui.cli import main
+    from picker_gui.core.coords import CoordinateTable
+    from picker_gui.core.formats import read_coordinates, write_coordinates
+
+    project, mic_star = _relion_project(tmp_path)
+    picks = tmp_path / "picks.star"
+    write_coordinates(CoordinateTable.from_arrays(["mic_001.mrc", "mic_002.mrc"], [10.0, 20.0], [30.0, 40.0]), picks)
+    out = project / "AutoPick" / "job099" / "autopick.star"
+    assert main(["convert", str(picks), str(out), "--to", "relion-list", "--relion-micrographs", str(mic_star)]) == 0
+    listed = starfile.read(out)
+    assert listed["rlnMicrographName"].tolist() == ["MotionCorr/job002/Movies/mic_001.mrc", "MotionCorr/job002/Movies/mic_002.mrc"]
+    for entry in listed["rlnMicrographCoordinates"]:
+        assert not entry.startswith("/") and (project / entry).is_file()  # resolved from RELION's project folder
+    back = read_coordinates(out)
+    assert sorted(back.x) == [10.0, 20.0]
+
+
+def test_relion_naming_applies_only_to_formats_that_carry_names(tmp_path, capsys):
+    from picker_gui.cli import main
+    from picker_gui.core.coords import CoordinateTable
+    from picker_gui.core.formats import write_coordinates
+
+    _, mic_star = _relion_project(tmp_path)
+    picks = tmp_path / "picks.star"
+    write_coordinates(CoordinateTable.from_arrays(["mic_001.mrc"], [10.0], [30.0]), picks)
+    code = main(["convert", str(picks), str(tmp_path / "o.txt"), "--relion-micrographs", str(mic_star)])
+    assert code == 2 and "--relion-micrographs" in capsys.readouterr().err
+    assert not (tmp_path / "o.txt").exists()

@@ -190,3 +190,38 @@ def first_interrupt_stops(stop: threading.Event, message: str) -> Iterator[threa
         yield stop
     finally:
         signal.signal(signal.SIGINT, previous if previous is not None else signal.SIG_DFL)
+
+
+def add_relion_naming_args(parser: argparse.ArgumentParser) -> None:
+    """Options that make a RELION 4/5 coordinate list match a RELION project."""
+    parser.add_argument("--relion-micrographs", type=Path, metavar="STAR",
+                        help="for --to/--format relion-list (and star-particles): the micrographs STAR of the RELION "
+                             "job the picks are for (micrographs_ctf.star, corrected_micrographs.star); micrographs are "
+                             "named as RELION knows them (MotionCorr/job002/Movies/x.mrc)")
+    parser.add_argument("--relion-project", type=Path, metavar="DIR",
+                        help="RELION's project folder; coordinate file paths in a relion-list are written relative to it "
+                             "(default: found from --relion-micrographs)")
+
+
+def relion_naming(args: argparse.Namespace, fmt: str) -> dict:
+    """``write_coordinates`` keyword arguments from :func:`add_relion_naming_args` options,
+    read before any work (a bad STAR file is an error at once)."""
+    from picker_gui.core.formats import relion_micrograph_names
+
+    if args.relion_micrographs is None and args.relion_project is None:
+        return {}
+    if fmt not in ("relion-list", "star-particles"):
+        raise UsageError(f"only applies to relion-list and star-particles output, not {fmt}",
+                         option="--relion-micrographs" if args.relion_micrographs else "--relion-project")
+    naming: dict = {}
+    if args.relion_micrographs is not None:
+        names, project = relion_micrograph_names(args.relion_micrographs)
+        naming["micrograph_names"] = names
+        if project is not None and fmt == "relion-list":
+            naming["relion_project"] = project
+    if args.relion_project is not None:
+        if not args.relion_project.is_dir():
+            raise UsageError(f"{args.relion_project} is not a folder", option="--relion-project")
+        if fmt == "relion-list":
+            naming["relion_project"] = args.relion_project
+    return naming

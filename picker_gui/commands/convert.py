@@ -9,8 +9,14 @@ height in the output's pixels, from --image-height or from the headers of the
 micrographs given with --micrographs. The output is checked before anything is read: it
 may not be the input (nor, for a folder, hold it), and .box output needs --box-size.
 
+For RELION 4/5 (--to relion-list), --relion-micrographs names the micrographs STAR of the
+RELION job the picks are for, so that micrograph names and coordinate paths are the ones
+RELION matches and resolves from its project folder.
+
 examples:
   picker-gui convert picks.txt autopick_out/ --to relion --scale 4
+  picker-gui convert picks.star AutoPick/job099/autopick.star --to relion-list \
+      --relion-micrographs CtfFind/job003/micrographs_ctf.star
   picker-gui convert boxes/ particles.star --from box --flip-y --micrographs raw/
 """
 
@@ -20,7 +26,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from picker_gui.commands._common import check_coordinate_output, positive_float
+from picker_gui.commands._common import add_relion_naming_args, check_coordinate_output, positive_float, relion_naming
 from picker_gui.core.coords import micrograph_key
 from picker_gui.core.errors import MicrographError, UsageError
 from picker_gui.core.formats import READ_FORMATS, WRITE_FORMATS, read_coordinates, write_coordinates
@@ -40,6 +46,7 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--image-height", type=positive_float, metavar="PX", help="image height in pixels, for --flip-y")
     parser.add_argument("--micrographs", nargs="+", metavar="MICROGRAPHS", help="micrographs whose headers give image heights, for --flip-y")
     parser.add_argument("--suffix", default="autopick", help="per-micrograph file suffix for RELION output (default: autopick)")
+    add_relion_naming_args(parser)
 
 
 def _heights(args: argparse.Namespace, micrographs: list[Path]) -> dict[str, float] | float:
@@ -66,12 +73,13 @@ def main(args: argparse.Namespace) -> int:
     inputs = [args.input, *(args.input.iterdir() if args.input.is_dir() else ()), *micrographs]
     fmt = check_coordinate_output(args.output, args.to_format, inputs=inputs, box_size=args.box_size,
                                   suffix=args.suffix, option="OUTPUT", format_option="--to")
+    naming = relion_naming(args, fmt)
     # Scale, then flip, on the way in: the table then holds the output's coordinates and
     # is written as it is.
     table = read_coordinates(
         args.input, args.from_format, scale=args.scale, flip_y=args.flip_y, image_heights=heights
     )
-    written = write_coordinates(table, args.output, fmt, box_size=args.box_size, suffix=args.suffix)
+    written = write_coordinates(table, args.output, fmt, box_size=args.box_size, suffix=args.suffix, **naming)
     logger.info(
         "converted %d particle(s) on %d micrograph(s) into %d file(s) under %s",
         len(table),

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from picker_gui.commands._common import check_coordinate_output, positive_float, progress, report_failures
+from picker_gui.commands._common import add_relion_naming_args, check_coordinate_output, positive_float, progress, relion_naming, report_failures
 from picker_gui.core.cache import PreprocessCache
 from picker_gui.core.coords import CoordinateTable
 from picker_gui.core.errors import MicrographError
@@ -45,6 +45,7 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--box-size", type=positive_float, metavar="PX", help="box edge in pixels, needed for .box output")
     parser.add_argument("--pixel-size", type=positive_float, metavar="A", help="pixel size in Å (overrides the headers)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    add_relion_naming_args(parser)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -52,6 +53,7 @@ def main(args: argparse.Namespace) -> int:
     paths = require_unique_micrographs(find_micrographs(args.micrographs))
     fmt = check_coordinate_output(args.out, args.format, inputs=[args.model, *paths], box_size=args.box_size,
                                   n_micrographs=len(paths))
+    naming = relion_naming(args, fmt)
     device, warning = select_device(args.device)
     if warning:
         logger.warning("%s", warning)
@@ -73,6 +75,6 @@ def main(args: argparse.Namespace) -> int:
         logger.error("no micrograph could be picked; nothing written to %s", args.out)
         return 1
     picks = CoordinateTable.concat(tables)
-    write_coordinates(picks, args.out, fmt, box_size=args.box_size)
+    write_coordinates(picks, args.out, fmt, box_size=args.box_size, **naming)
     logger.info("wrote %d picks on %d micrograph(s) to %s (device %s)", len(picks), len(tables), args.out, device)
     return report_failures(failures, len(paths), "micrographs")

@@ -97,6 +97,7 @@ class ProjectSettings:
     current_micrograph: str | None = None
     view: list[float] | None = None  # x, y, width, height in original pixels
     skipped: list[str] = field(default_factory=list)
+    relion_micrographs: str | None = None  # the RELION micrographs STAR exports match names against
 
     @classmethod
     def from_dict(cls, data: Any) -> "ProjectSettings":
@@ -126,8 +127,9 @@ class ProjectSettings:
             if not (isinstance(cp, (list, tuple)) and len(cp) == 2):
                 raise ValueError('"contrast_percentiles" must be two numbers')
             values["contrast_percentiles"] = tuple(_number(v, "contrast_percentiles", positive=False) for v in cp)
-        if "current_micrograph" in values and not isinstance(values["current_micrograph"], (str, type(None))):
-            raise ValueError('"current_micrograph" must be a name or null')
+        for name in ("current_micrograph", "relion_micrographs"):
+            if name in values and not isinstance(values[name], (str, type(None))):
+                raise ValueError(f'"{name}" must be a name or null')
         if "view" in values and values["view"] is not None:
             view = values["view"]
             if not (isinstance(view, list) and len(view) == 4):

@@ -174,3 +174,77 @@ def ask_locked(parent, error: ProjectLockedError) -> str | None:
     box.exec()
     clicked = box.clickedButton()
     return "read-only" if clicked is read_only else "take-over" if clicked is take else None
+
+
+class RelionNamesDialog(QDialog):
+    """Before a RELION 4/5 coordinate list is written: the micrographs STAR of the RELION job
+    the picks are for, so that rlnMicrographName is the path RELION matches
+    (``MotionCorr/job002/Movies/x.mrc``) and the coordinate files resolve from RELION's
+    project folder. Left empty, bare micrograph names are written (RELION then finds none)."""
+
+    def __init__(self, keys: list[str], star: str | None = None, parent=None) -> None:
+        from PyQt6.QtWidgets import QLineEdit
+
+        super().__init__(parent)
+        self.setWindowTitle("Export for RELION")
+        self.setMinimumWidth(620)
+        self.keys = keys
+        self.names: dict[str, str] = {}
+        self.project: Path | None = None
+        form = QFormLayout(self)
+        intro = QLabel("RELION matches picks to micrographs by the full path its Motion correction or CTF job "
+                       "wrote, e.g. <i>MotionCorr/job002/Movies/mic_001.mrc</i>. Give that job's micrographs "
+                       "STAR (micrographs_ctf.star or corrected_micrographs.star) so the export uses those names "
+                       "and paths RELION resolves from its project folder.")
+        intro.setWordWrap(True)
+        form.addRow(intro)
+        self.star = QLineEdit(star or "")
+        self.star.setPlaceholderText("RELION micrographs STAR (optional)")
+        browse = QPushButton("Browse…")
+        browse.clicked.connect(self._browse)
+        row = QHBoxLayout()
+        row.addWidget(self.star, 1)
+        row.addWidget(browse)
+        form.addRow("Micrographs STAR", row)
+        self.status = QLabel()
+        self.status.setWordWrap(True)
+        form.addRow(self.status)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+        buttons.button(QDialogButtonBox.StandardButton.Ok).setText("Export")
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        form.addRow(buttons)
+        self.star.editingFinished.connect(self._check)
+        self._check()
+
+    def _browse(self) -> None:
+        from PyQt6.QtWidgets import QFileDialog
+
+        path, _ = QFileDialog.getOpenFileName(self, "RELION micrographs STAR", self.star.text() or str(Path.home()), "STAR (*.star);;All files (*)")
+        if path:
+            self.star.setText(path)
+            self._check()
+
+    def _check(self) -> None:
+        from picker_gui.core.errors import PickerError
+        from picker_gui.core.formats import relion_micrograph_names
+
+        text = self.star.text().strip()
+        self.names, self.project = {}, None
+        if not text:
+            self.status.setText("No STAR given: bare micrograph names are written, which RELION will not match "
+                                "to its own micrographs.")
+            self.status.setStyleSheet("color: #ffb060;")
+            return
+        try:
+            names, self.project = relion_micrograph_names(text)
+        except (PickerError, OSError) as exc:
+            self.status.setText(f"Cannot use it: {exc}")
+            self.status.setStyleSheet("color: #ff7a5a;")
+            return
+        self.names = {k: v for k, v in names.items() if k in set(self.keys)}
+        missing = len(set(self.keys) - set(self.names))
+        where = f"RELION project folder: {self.project}" if self.project else "RELION's project folder was not found (the listed micrographs do not exist under any parent folder); coordinate paths will be absolute"
+        self.status.setText(f"{len(self.names)} of {len(self.keys)} labelled micrograph(s) matched"
+                            + (f"; {missing} not in that STAR keep their bare names" if missing else "") + f".\n{where}")
+        self.status.setStyleSheet("" if not missing else "color: #ffb060;")

@@ -651,9 +651,14 @@ class MainWindow(QMainWindow):
         "CSV with kinds, negatives included (*.csv)": "csv",
     }
 
-    def export_labels(self, path: str | None = None, fmt: str | None = None) -> list[Path]:
-        """Write the labels (particles; negatives too in CSV) in any format the core writes."""
-        if path is None:
+    def export_labels(self, path: str | None = None, fmt: str | None = None, *, relion_micrographs: str | None = None) -> list[Path]:
+        """Write the labels (particles; negatives too in CSV) in any format the core writes.
+
+        For a RELION 4/5 coordinate list, the micrographs STAR of the RELION job gives the
+        names and paths RELION matches (asked in a dialog when the export comes from the menu,
+        remembered in the project)."""
+        interactive = path is None
+        if interactive:
             path, chosen = QFileDialog.getSaveFileName(
                 self, "Export labels", str(self.project.folder / "labels_export.star"), ";;".join(self.EXPORT_FILTERS)
             )
@@ -661,8 +666,27 @@ class MainWindow(QMainWindow):
                 return []
             fmt = self.EXPORT_FILTERS.get(chosen)
         table = self.store.to_table()
+        naming: dict = {}
+        if fmt == "relion-list":
+            from picker_gui.core.formats import relion_micrograph_names
+            from picker_gui.gui.dialogs import RelionNamesDialog
+
+            if interactive:
+                dialog = RelionNamesDialog(table.micrographs(), self.project.settings.relion_micrographs, self)
+                if dialog.exec() != QDialog.DialogCode.Accepted:
+                    return []
+                relion_micrographs = dialog.star.text().strip() or None
+            if relion_micrographs:
+                try:
+                    names, relion_project = relion_micrograph_names(relion_micrographs)
+                except PickerError as exc:
+                    QMessageBox.warning(self, "Export failed", str(exc))
+                    return []
+                naming = {"micrograph_names": names, "relion_project": relion_project}
+            self.project.settings.relion_micrographs = relion_micrographs
+            self._schedule_settings_save()
         try:
-            written = write_coordinates(table, path, fmt, box_size=round(self._diameter_px() * 1.5))
+            written = write_coordinates(table, path, fmt, box_size=round(self._diameter_px() * 1.5), **naming)
         except PickerError as exc:
             QMessageBox.warning(self, "Export failed", str(exc))
             return []

@@ -232,3 +232,35 @@ def test_an_unexpected_error_is_shown_in_the_window(qtbot, monkeypatch):
     except KeyError as exc:
         app.show_unexpected_error(type(exc), exc, exc.__traceback__)
     assert shown and "KeyError" in shown[0][0] and "Traceback" in shown[0][1]
+
+
+def test_export_for_relion_asks_for_the_micrographs_star_and_matches_its_names(qtbot, window, tmp_path, monkeypatch):
+    import starfile
+
+    from picker_gui.gui.main_window import MainWindow
+
+    project = tmp_path / "relion"
+    movies = project / "MotionCorr" / "job002" / "Movies"
+    movies.mkdir(parents=True)
+    for key in window.paths:
+        (movies / f"{key}.mrc").write_bytes(b"")
+    star = project / "CtfFind" / "job003" / "micrographs_ctf.star"
+    star.parent.mkdir(parents=True)
+    star.write_text("data_micrographs\nloop_\n_rlnMicrographName #1\n" + "".join(f"MotionCorr/job002/Movies/{k}.mrc\n" for k in window.paths))
+    click(qtbot, window, 100, 100)
+    out = project / "AutoPick" / "job010" / "autopick.star"
+    chosen = [f for f, fmt in MainWindow.EXPORT_FILTERS.items() if fmt == "relion-list"][0]
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", staticmethod(lambda *a, **k: (str(out), chosen)))
+    seen: list = []
+
+    def fill(dialog) -> None:
+        dialog.star.setText(str(star))
+        dialog._check()
+
+    answer_dialog("Export", then=fill, seen=seen)
+    menu_action(window, "File", "Export labels").trigger()
+    assert isinstance(seen[0], dialogs.RelionNamesDialog) and "1 of 1" in seen[0].status.text()
+    listed = starfile.read(out)
+    assert listed["rlnMicrographName"].tolist() == [f"MotionCorr/job002/Movies/{window.current}.mrc"]
+    assert (project / listed["rlnMicrographCoordinates"][0]).is_file()
+    assert window.project.settings.relion_micrographs == str(star)  # remembered for the next export
