@@ -466,6 +466,13 @@ class Project:
         return copy
 
 
+def project_title(folder: str | PathLike) -> str:
+    """A name for a project in lists and titles: its micrograph folder's name for a project
+    kept beside its micrographs (``mics/picker-gui`` -> ``mics``), else its own name."""
+    folder = Path(folder)
+    return folder.parent.name if folder.name == "picker-gui" and folder.parent.name else folder.name
+
+
 # -- recent projects -------------------------------------------------------------------------
 def config_dir() -> Path:
     return user_folder("config")

@@ -21,7 +21,7 @@ from PyQt6.QtWidgets import (
     QVBoxLayout,
 )
 
-from picker_gui.core.project import ProjectLockedError, Target
+from picker_gui.core.project import ProjectLockedError, Target, project_title
 
 
 class ImportDialog(QDialog):
@@ -67,7 +67,7 @@ class StartDialog(QDialog):
         layout.addWidget(title)
         self.recent = QListWidget()
         for path in recent:
-            item = QListWidgetItem(f"{path.name}    —    {path.parent}")
+            item = QListWidgetItem(f"{project_title(path)}    —    {path}")
             item.setData(Qt.ItemDataRole.UserRole, str(path))
             item.setToolTip(str(path))
             self.recent.addItem(item)
@@ -114,6 +114,7 @@ class NewProjectDialog(QDialog):
                  diameter_a: float = 150.0, parent=None) -> None:
         super().__init__(parent)
         self.setWindowTitle("New project")
+        self.setMinimumWidth(540)
         self.header_pixel_size = header_pixel_size
         form = QFormLayout(self)
         size = f", {shape[1]} × {shape[0]} px" if shape else ""

@@ -36,7 +36,7 @@ from picker_gui.core.errors import MicrographError, PickerError
 from picker_gui.core.formats import read_coordinates, write_coordinates
 from picker_gui.core.labels import LabelStore
 from picker_gui.core.mrc_io import find_micrographs, read_header, unique_micrographs
-from picker_gui.core.project import Project, ProjectLockedError, recent_projects, remember_project
+from picker_gui.core.project import Project, ProjectLockedError, project_title, recent_projects, remember_project
 from picker_gui.gui import storage
 from picker_gui.gui.banner import Banner
 from picker_gui.gui.canvas import MicrographCanvas
@@ -506,7 +506,7 @@ class MainWindow(QMainWindow):
     def _update_window_title(self) -> None:
         tag = {storage.READ_ONLY: " [read-only]", storage.LOST: " [not saved: taken over]", storage.FAILED: " [NOT SAVED]"}
         n = len(self.paths)
-        self.setWindowTitle(f"picker-gui — {self.project.folder.name} ({n} micrographs in {self.project.settings.micrograph_folder})"
+        self.setWindowTitle(f"picker-gui — {project_title(self.project.folder)} ({n} micrographs in {self.project.settings.micrograph_folder})"
                             f"{tag.get(self.saver.state, '') if self.saver else ''}")
 
     def save_labels(self) -> bool:
@@ -702,7 +702,7 @@ class MainWindow(QMainWindow):
         self.recent_menu.clear()
         recent = [p for p in recent_projects() if p.resolve() != self.project.folder.resolve()]
         for path in recent:
-            act = self.recent_menu.addAction(f"{path.name}  —  {path.parent}")
+            act = self.recent_menu.addAction(f"{project_title(path)}  —  {path}")
             act.setToolTip(str(path))
             act.triggered.connect(lambda _checked=False, p=path: self.open_path(p))
         if not recent:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from PyQt6.QtGui import QColor, QPalette
 from PyQt6.QtWidgets import QApplication
 
@@ -13,6 +15,9 @@ ACCENT = "#4ea1ff"
 POSITIVE_COLOR = (80, 220, 120)
 NEGATIVE_COLOR = (255, 110, 60)
 PICK_COLOR = (90, 170, 255)
+
+
+CHECK_ICON = (Path(__file__).resolve().parents[2] / "resources" / "icons" / "check.svg").as_posix()
 
 
 def apply_dark_theme(app: QApplication) -> None:
@@ -46,6 +51,7 @@ def apply_dark_theme(app: QApplication) -> None:
         "QRadioButton::indicator:checked { border: 2px solid #4ea1ff; background: qradialgradient(cx:0.5, cy:0.5, radius:0.5,"
         " fx:0.5, fy:0.5, stop:0 #4ea1ff, stop:0.55 #4ea1ff, stop:0.65 #202124, stop:1 #202124); }"
         "QCheckBox::indicator, QTableView::indicator { width: 12px; height: 12px; border-radius: 2px; border: 2px solid #b0b4ba; background: #202124; }"
-        "QCheckBox::indicator:checked, QTableView::indicator:checked { border: 2px solid #4ea1ff; background: #4ea1ff; }"
+        "QCheckBox::indicator:checked, QTableView::indicator:checked { border: 2px solid #4ea1ff; background: #4ea1ff;"
+        f" image: url({CHECK_ICON}); }}"
         "QRadioButton::indicator:hover, QCheckBox::indicator:hover { border-color: #ffffff; }"
     )
