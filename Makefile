@@ -11,8 +11,10 @@ DEMO ?= demo_data
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	# torch first and pinned: a CPU build is enough, and a looser spec pulls CUDA wheels.
-	$(BIN)/python -m pip install -q torch==2.13.0
+	# torch first and pinned (a looser spec pulls the newest CUDA build). From PyPI on Linux
+	# x86_64 this is the CUDA build (uses an NVIDIA GPU); TORCH_INDEX=https://download.pytorch.org/whl/cpu
+	# gives the much smaller CPU-only build.
+	$(BIN)/python -m pip install -q torch==2.13.0 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(BIN)/python -m pip install -q -e '.[test]'
 	touch $(STAMP)
 
