@@ -468,3 +468,37 @@ def test_relion_naming_applies_only_to_formats_that_carry_names(tmp_path, capsys
     code = main(["convert", str(picks), str(tmp_path / "o.txt"), "--relion-micrographs", str(mic_star)])
     assert code == 2 and "--relion-micrographs" in capsys.readouterr().err
     assert not (tmp_path / "o.txt").exists()
+
+
+def test_convert_onto_a_full_disk_keeps_the_old_output_whole(tmp_path):
+    """A real full disk, as far as a test can make one: the child process may not write files
+    larger than a few kilobytes (RLIMIT_FSIZE), so its write fails half-way with EFBIG."""
+    import os
+    import resource
+    import signal
+    import subprocess
+    import sys
+
+    from picker_gui.core.coords import CoordinateTable
+    from picker_gui.core.formats import write_coordinates
+
+    big = CoordinateTable.from_arrays([f"mic_{i % 7}.mrc" for i in range(5000)], range(5000), range(5000))
+    picks = tmp_path / "picks.star"
+    write_coordinates(big, picks)
+    out = tmp_path / "old.txt"
+    out.write_text("image_name\tx_coord\ty_coord\nprecious\t1\t2\n")
+    before = out.read_bytes()
+    limit = 64 * 1024  # picks.star is larger: its conversion cannot fit
+
+    def small_disk() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a failed write, not a killed process
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
+    run = subprocess.run([sys.executable, "-m", "picker_gui", "convert", str(picks), str(out)], capture_output=True,
+                         text=True, preexec_fn=small_disk, env=env, timeout=300)
+    assert run.returncode == 2
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(out) in lines[0] and "Traceback" not in run.stderr
+    assert out.read_bytes() == before  # the old output is whole
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["old.txt", "picks.star"]  # no half-written file left

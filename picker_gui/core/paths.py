@@ -60,10 +60,18 @@ def atomic_output(path: str | PathLike, mode: str = "wb", *, encoding: str | Non
             os.fsync(fh.fileno())
         _keep_mode(path, tmp)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             tmp.unlink()
+        _raise_naming(exc, path)
         raise
+
+
+def _raise_naming(exc: BaseException, path: Path) -> None:
+    """A write error on an open file names no file ("File too large"): name the target, not
+    the temporary file, so that the message says which output could not be written."""
+    if isinstance(exc, OSError) and (exc.filename is None or ".tmp" in str(exc.filename)):
+        raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
 
 
 @contextlib.contextmanager
@@ -80,9 +88,10 @@ def atomic_path(path: str | PathLike) -> Iterator[Path]:
             os.fsync(fh.fileno())
         _keep_mode(path, tmp)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             tmp.unlink()
+        _raise_naming(exc, path)
         raise
 
 

@@ -229,3 +229,18 @@ def test_save_project_as_from_the_file_menu(qtbot, window, tmp_path, monkeypatch
     click(qtbot, window, 150, 100)
     assert window.save_labels()
     assert len(Project.open(target).labels) == 2
+
+
+def test_micrographs_that_differ_only_in_extension_are_reported_not_merged(qtbot, mic_folder):
+    import shutil
+
+    from PyQt6.QtWidgets import QMessageBox
+
+    shutil.copy(mic_folder / "mic_1.mrc", mic_folder / "mic_1.map")
+    win = _open_window(qtbot, mic_folder)
+    assert sorted(win.paths) == ["mic_0", "mic_1", "mic_2"]
+    assert win.paths["mic_1"].name == "mic_1.mrc"
+    notices = [w for w in win.findChildren(QMessageBox) if "mic_1.map" in w.text()]
+    qtbot.waitUntil(lambda: any(n.isVisible() for n in notices), timeout=5000)
+    assert "cannot be told apart" in notices[0].text()
+    win.close()
