@@ -47,24 +47,11 @@ def atomic_output(path: str | PathLike, mode: str = "wb", *, encoding: str | Non
 
     The parent folder must exist. ``mode`` is ``"wb"`` or ``"w"`` (text, UTF-8 by default).
     """
-    path = Path(path)
     if mode not in ("w", "wb"):
         raise ValueError(f"atomic_output writes only ('w' or 'wb'), not {mode!r}")
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    tmp = Path(tmp_name)
-    try:
-        kwargs = {} if mode == "wb" else {"encoding": encoding or "utf-8", "newline": newline}
-        with os.fdopen(fd, mode, **kwargs) as fh:
-            yield fh
-            fh.flush()
-            os.fsync(fh.fileno())
-        _keep_mode(path, tmp)
-        os.replace(tmp, path)
-    except BaseException as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        _raise_naming(exc, path)
-        raise
+    kwargs = {} if mode == "wb" else {"encoding": encoding or "utf-8", "newline": newline}
+    with atomic_path(path) as tmp, open(tmp, mode, **kwargs) as fh:
+        yield fh
 
 
 def _raise_naming(exc: BaseException, path: Path) -> None:

@@ -525,7 +525,11 @@ class MainWindow(QMainWindow):
         try:
             self.project.save_settings()
         except OSError as exc:
-            self.statusBar().showMessage(f"Could not save the project settings to {self.project.folder}: {exc.strerror or exc}")
+            if not self.banner.isVisible():  # a failed label save says more, and says it first
+                self.banner.show_message("warning", f"The project settings (view, display, skipped micrographs) could not be "
+                                                    f"saved to {self.project.folder}: {exc.strerror or exc}. Labels are saved "
+                                                    f"separately.", [("Dismiss", self.banner.clear)])
+                self._banner_is_saver = False
 
     def save_project_as(self) -> bool:
         """Copy the project (settings and every label, saved or not) to a new folder and go
