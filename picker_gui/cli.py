@@ -13,7 +13,6 @@ import argparse
 import errno
 import importlib
 import logging
-import re
 import shlex
 import sys
 import traceback
@@ -74,23 +73,18 @@ def _setup_logging(verbose: bool, quiet: bool) -> None:
 
 #: Errors that can only come from writing.
 _WRITE_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC)}
-#: The temporary names of :mod:`picker_gui.core.paths` (``.<name>.<random>.tmp[<suffix>]``).
-_TEMP_NAME = re.compile(r"^\.(?P<name>.+?)(\.[a-z0-9_]{8})?\.tmp(\.[^./]*)?$")
 
 
 def describe_os_error(exc: OSError) -> str:
-    """One line for a failed file operation: the file (the target, not its temporary
-    name) and the system's reason, e.g. "cannot write /x/y.star: No space left on device"."""
+    """One line for a failed file operation: the file (writes name their target, never a
+    temporary name: see :mod:`picker_gui.core.paths`) and the system's reason, e.g.
+    "cannot write /x/y.star: No space left on device"."""
     reason = exc.strerror or str(exc)
     if exc.filename is None:
         return reason
-    path = Path(str(exc.filename))
-    target = _TEMP_NAME.match(path.name)
-    filename = str(path.with_name(target["name"])) if target else str(path)
-    verb = "cannot write " if exc.errno in _WRITE_ERRNOS or target else ""
-    # A rename of a temporary file over its target names the target once.
-    other = f" -> {exc.filename2}" if exc.filename2 is not None and not target else ""
-    return f"{verb}{filename}{other}: {reason}"
+    verb = "cannot write " if exc.errno in _WRITE_ERRNOS else ""
+    other = f" -> {exc.filename2}" if exc.filename2 is not None else ""
+    return f"{verb}{exc.filename}{other}: {reason}"
 
 
 def _save_traceback(text: str) -> Path | None:

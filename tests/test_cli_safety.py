@@ -330,17 +330,18 @@ def test_pick_with_a_file_that_is_not_a_model_has_no_torch_text(tmp_path, capsys
 
 # -- item 4: one line for every expected error; bugs leave a traceback file -------------------
 def test_an_os_error_is_one_line_naming_the_file_not_its_temporary_name(tmp_path, capsys, monkeypatch):
-    import picker_gui.commands.convert as convert_cmd
+    import os
 
     star = _star(tmp_path / "p.star", ["m1.mrc"], [10.0], [20.0])
     out = tmp_path / "o.star"
 
-    def full_disk(table, path, *a, **k):
-        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / ".o.star.k2j4x9_a.tmp"))
+    def full_disk(fd):  # the disk fills while the temporary file is flushed: the error names no file
+        raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(convert_cmd, "write_coordinates", full_disk)
+    monkeypatch.setattr(os, "fsync", full_disk)
     assert main(["convert", str(star), str(out)]) == 2
     assert _one_line(capsys) == f"error: cannot write {out}: No space left on device"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.star"]
 
 
 def test_a_bug_is_one_line_and_its_traceback_is_saved(tmp_path, capsys, monkeypatch):

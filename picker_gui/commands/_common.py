@@ -225,3 +225,35 @@ def relion_naming(args: argparse.Namespace, fmt: str) -> dict:
         if fmt == "relion-list":
             naming["relion_project"] = args.relion_project
     return naming
+
+
+def check_first_micrograph(paths: Iterable[Path], params, *, pixel_size: float | None, diameter_a: float | None,
+                           option: str, need_pixel_size: bool = False):
+    """Refuse a downsampling, diameter or pixel size that cannot work, on the first micrograph
+    whose header reads (a bad file is reported later, with the batch); log the warnings.
+
+    Returns
+    -------
+    (header, factor) or None
+        The header read and the downsampling factor it gets (None when there is no pixel size
+        to size from); None when no header could be read.
+    """
+    from picker_gui.core.errors import MicrographError
+    from picker_gui.core.mrc_io import read_header
+    from picker_gui.core.preprocess import check_sizes
+
+    for path in paths:
+        try:
+            header = read_header(path, pixel_size)
+        except MicrographError:
+            continue
+        if header.pixel_size_a is None and need_pixel_size:
+            raise UsageError(f"{path}: no pixel size in the header; give the pixel size in Å", option="--pixel-size")
+        try:
+            factor, _ = params.factor_for(header.pixel_size_a)
+        except ValueError:  # no pixel size to size from: each micrograph reports it
+            factor = None
+        for warning in check_sizes(header.shape, header.pixel_size_a, diameter_a, factor, downsample_option=option):
+            logger.warning("%s", warning)
+        return header, factor
+    return None

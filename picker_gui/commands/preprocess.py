@@ -18,12 +18,12 @@ import json
 import logging
 from pathlib import Path
 
-from picker_gui.commands._common import positive_float, progress, report_failures
+from picker_gui.commands._common import check_first_micrograph, positive_float, progress, report_failures
 from picker_gui.core.cache import PreprocessCache
 from picker_gui.core.errors import MicrographError
-from picker_gui.core.mrc_io import find_micrographs, read_header, require_unique_micrographs, write_mrc
+from picker_gui.core.mrc_io import find_micrographs, require_unique_micrographs, write_mrc
 from picker_gui.core.paths import atomic_write_text, check_outputs
-from picker_gui.core.preprocess import NORMALIZATIONS, PreprocessParams, check_sizes, preprocess_file
+from picker_gui.core.preprocess import NORMALIZATIONS, PreprocessParams, preprocess_file
 
 logger = logging.getLogger(__name__)
 
@@ -41,24 +41,6 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-cache", action="store_true", help="always recompute")
 
 
-def _check_sizes(paths: list, params: PreprocessParams, args: argparse.Namespace) -> None:
-    """Refuse a factor, diameter or pixel size that cannot work, on the first micrograph
-    whose header reads (a bad file is reported by the batch)."""
-    for path in paths:
-        try:
-            header = read_header(path, args.pixel_size)
-        except MicrographError:
-            continue
-        try:
-            factor, _ = params.factor_for(header.pixel_size_a)
-        except ValueError:  # no pixel size to size from: each micrograph reports it
-            factor = None
-        option = "--downsample" if args.downsample else "--target-pixel-size" if args.target_pixel_size else "--diameter-a"
-        for warning in check_sizes(header.shape, header.pixel_size_a, args.diameter_a, factor, downsample_option=option):
-            logger.warning("%s", warning)
-        return
-
-
 def main(args: argparse.Namespace) -> int:
     params = PreprocessParams(
         downsample=args.downsample,
@@ -71,7 +53,8 @@ def main(args: argparse.Namespace) -> int:
     # Before any work: the output folder may not hold the inputs (the results would replace
     # them, or be read as inputs next time) and must be writable.
     check_outputs([(args.out, "--out")], paths, folder_outputs=["--out"])
-    _check_sizes(paths, params, args)
+    option = "--downsample" if args.downsample else "--target-pixel-size" if args.target_pixel_size else "--diameter-a"
+    check_first_micrograph(paths, params, pixel_size=args.pixel_size, diameter_a=args.diameter_a, option=option)
     cache = None if args.no_cache else PreprocessCache(args.cache_dir)
     records, failures = [], []
     logger.info("preprocessing %d micrograph(s) into %s", len(paths), args.out)

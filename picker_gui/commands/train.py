@@ -24,6 +24,7 @@ import threading
 from pathlib import Path
 
 from picker_gui.commands._common import (
+    check_first_micrograph,
     check_model_output,
     first_interrupt_stops,
     positive_float,
@@ -35,9 +36,9 @@ from picker_gui.core.coords import CoordinateTable, micrograph_key
 from picker_gui.core.errors import MicrographError, UsageError
 from picker_gui.core.formats import READ_FORMATS, read_coordinates
 from picker_gui.core.models import ARCHITECTURES, save_model
-from picker_gui.core.mrc_io import find_micrographs, read_header, require_unique_micrographs
+from picker_gui.core.mrc_io import find_micrographs, require_unique_micrographs
 from picker_gui.core.objectives import OBJECTIVES
-from picker_gui.core.preprocess import PreprocessParams, check_sizes, preprocess_file
+from picker_gui.core.preprocess import PreprocessParams, preprocess_file
 from picker_gui.core.training import LabeledMicrograph, TrainConfig, check_config, run_training, train
 
 logger = logging.getLogger(__name__)
@@ -93,19 +94,11 @@ def _config(args: argparse.Namespace, diameter_px: float) -> TrainConfig:
 def _check_before_work(args: argparse.Namespace, params: PreprocessParams, paths: list[Path]) -> None:
     """Sizes and settings that cannot work, from the first readable header: refused before
     any micrograph is preprocessed (the core checks again, exactly, before training)."""
-    for path in paths:
-        try:
-            header = read_header(path, args.pixel_size)
-        except MicrographError:
-            continue  # reported with the others when the batch is read
-        if header.pixel_size_a is None:
-            raise UsageError(f"{path}: no pixel size in the header; give the pixel size in Å", option="--pixel-size")
-        factor, _ = params.factor_for(header.pixel_size_a)
-        option = "--downsample" if args.downsample else "--diameter-a"
-        for warning in check_sizes(header.shape, header.pixel_size_a, args.diameter_a, factor, downsample_option=option):
-            logger.warning("%s", warning)
+    first = check_first_micrograph(paths, params, pixel_size=args.pixel_size, diameter_a=args.diameter_a,
+                                   option="--downsample" if args.downsample else "--diameter-a", need_pixel_size=True)
+    if first is not None:
+        header, factor = first
         check_config(_config(args, args.diameter_a / (header.pixel_size_a * factor)))
-        return
 
 
 def main(args: argparse.Namespace) -> int:

@@ -52,10 +52,24 @@ def _as_str_array(values: Iterable[str] | np.ndarray | str, n: int) -> np.ndarra
     if n < 1000:
         return arr.astype(str).astype(object)
     # Many rows, few distinct names (a name per particle): convert each distinct value once.
-    import pandas as pd
-
-    codes, uniques = pd.factorize(arr, use_na_sentinel=False)
+    uniques, codes = _factorize(arr)
     return np.array([str(u) for u in uniques], dtype=object)[codes]
+
+
+def _factorize(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(distinct values in order of first appearance, code of every value into them).
+
+    pandas' hash table for many rows; a dict for a few, so that opening a small project
+    does not pay for importing pandas.
+    """
+    if len(values) > 20_000:
+        import pandas as pd
+
+        codes, uniques = pd.factorize(values, sort=False, use_na_sentinel=False)
+        return np.asarray(uniques, dtype=object), codes.astype(np.int64)
+    index: dict = {}
+    codes = np.fromiter((index.setdefault(v, len(index)) for v in values), dtype=np.int64, count=len(values))
+    return np.array(list(index), dtype=object), codes
 
 
 @dataclass(frozen=True)
@@ -157,13 +171,11 @@ class CoordinateTable:
     def _key_codes(self) -> tuple[np.ndarray, np.ndarray]:
         """(distinct keys in order of first appearance, code of every row into them),
         computed once per table: a key is worked out per distinct name, not per row."""
-        import pandas as pd
-
         if not len(self):
             return np.array([], dtype=object), np.zeros(0, dtype=np.int64)
-        name_codes, names = pd.factorize(self.micrograph, sort=False)
-        key_codes, keys = pd.factorize(np.array([micrograph_key(n) for n in names], dtype=object), sort=False)
-        return np.asarray(keys, dtype=object), key_codes[name_codes].astype(np.int64)
+        names, name_codes = _factorize(self.micrograph)
+        keys, key_codes = _factorize(np.array([micrograph_key(n) for n in names], dtype=object))
+        return keys, key_codes[name_codes]
 
     @property
     def keys(self) -> np.ndarray:

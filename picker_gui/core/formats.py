@@ -450,13 +450,11 @@ def _relion_names(table: CoordinateTable, path: Path, opts: _WriteOptions) -> np
     if opts.micrograph_names is None:
         return table.micrograph
     by_key = {micrograph_key(k): str(v) for k, v in opts.micrograph_names.items()}
-    keys = table.keys
-    known = np.array([k in by_key for k in keys], dtype=bool)
-    missing = list(dict.fromkeys(str(k) for k in keys[~known]))
+    missing = [k for k in table.micrographs() if k not in by_key]
     if missing:
         logger.warning("%s: no RELION micrograph name for %d micrograph(s) (%s%s); the table's names are written",
                        path, len(missing), ", ".join(missing[:10]), ", ..." if len(missing) > 10 else "")
-    return np.array([by_key[k] if ok else m for k, ok, m in zip(keys, known, table.micrograph)], dtype=object)
+    return table.named_by_key(by_key).micrograph
 
 
 def _per_micrograph_targets(table: CoordinateTable, path: Path, extension: str,

@@ -161,14 +161,14 @@ def _open(path: Path, header_only: bool):
         raise MicrographError(path, "is a folder, not an MRC file")
     if path.stat().st_size == 0:
         raise MicrographError(path, "file is empty")
-    unsupported = _unsupported_format(path)
-    if unsupported:
-        raise MicrographError(path, unsupported)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error")  # a strict read that only warns is still suspicious
             return mrcfile.open(path, mode="r", header_only=header_only), ()
     except (ValueError, RuntimeWarning) as strict_error:
+        unsupported = _unsupported_format(path)  # only files that are not good MRC need the sniff
+        if unsupported:
+            raise MicrographError(path, unsupported) from None
         strict_problem = _friendly(str(strict_error))
         if "Map ID string not found" in str(strict_error) and not _plausible_header(path):
             raise MicrographError(path, strict_problem) from None

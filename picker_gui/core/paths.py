@@ -57,7 +57,7 @@ def atomic_output(path: str | PathLike, mode: str = "wb", *, encoding: str | Non
 def _raise_naming(exc: BaseException, path: Path) -> None:
     """A write error on an open file names no file ("File too large"): name the target, not
     the temporary file, so that the message says which output could not be written."""
-    if isinstance(exc, OSError) and (exc.filename is None or ".tmp" in str(exc.filename)):
+    if isinstance(exc, OSError) and (exc.filename is None or Path(str(exc.filename)).name.startswith(f".{path.name}.")):
         raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
 
 
@@ -66,7 +66,11 @@ def atomic_path(path: str | PathLike) -> Iterator[Path]:
     """A temporary path beside ``path`` for libraries that write by file name (mrcfile,
     torch.save); renamed over ``path`` when the block ends cleanly, removed otherwise."""
     path = Path(path)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent)
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent)
+    except OSError as exc:  # a read-only or missing folder: name the target, not a temporary name
+        _raise_naming(exc, path)
+        raise
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -82,15 +86,22 @@ def atomic_path(path: str | PathLike) -> Iterator[Path]:
         raise
 
 
+def _read_umask() -> int:
+    umask = os.umask(0)  # the only way to read it is to set it: done once, before any thread runs
+    os.umask(umask)
+    return umask
+
+
+_UMASK = _read_umask()
+
+
 def _keep_mode(path: Path, tmp: Path) -> None:
     """mkstemp makes files readable by their owner only; give the new file the old file's
     permissions, or the usual ones (0666 less the umask) for a new file."""
     try:
         mode = path.stat().st_mode & 0o777
     except OSError:
-        umask = os.umask(0)
-        os.umask(umask)
-        mode = 0o666 & ~umask
+        mode = 0o666 & ~_UMASK
     with contextlib.suppress(OSError):
         os.chmod(tmp, mode)
 

@@ -306,8 +306,10 @@ class ProjectLock:
 
     def refresh(self) -> bool:
         """Rewrite the lock if it is still ours (the heartbeat); False when another window
-        has taken it over. An unwritable folder keeps the lock as it was (True)."""
-        if not self.owned():
+        has taken it over. A lock that is missing (never written: the folder could not be
+        written; or deleted) is written again; an unwritable folder is not an error here."""
+        holder = self.holder()
+        if holder is not None and holder.token != self.token:
             return False
         try:
             self._write()
@@ -371,9 +373,8 @@ class Project:
         """Open a project.
 
         A project.json that cannot be read is kept aside and the settings start again from
-        the micrograph folder the project sits in (``FOLDER/picker-gui``); the notes say so.
-        A broken labels file raises LabelFileError after being moved aside; the caller may
-        then open again to start from empty labels.
+        the micrograph folder the project sits in (``FOLDER/picker-gui``); a labels file that
+        cannot be read is moved aside and the project opens with no labels. The notes say so.
         """
         folder = Path(folder)
         settings_path = folder / PROJECT_FILE
@@ -386,7 +387,10 @@ class Project:
             settings, kept = cls._recover_settings(folder, settings_path, str(exc))
             notes.append(f"{settings_path}: could not be read ({exc}); it was kept as {kept.name} and the "
                          f"settings start from their defaults")
-        labels, label_notes = read_labels(folder / LABELS_FILE)
+        try:
+            labels, label_notes = read_labels(folder / LABELS_FILE)
+        except LabelFileError as exc:
+            labels, label_notes = CoordinateTable.empty(), [str(exc)]
         return cls(folder, settings, labels, notes + label_notes)
 
     @staticmethod
@@ -504,14 +508,19 @@ class Target:
 
     ``project`` is the project folder (existing, or where a new one would be made);
     ``exists`` says which; ``micrograph_folder`` is the folder of micrographs; ``select`` a
-    micrograph to show first (when a file was given); ``n_micrographs`` how many were found.
+    micrograph to show first (when a file was given); ``micrographs`` the micrograph files
+    found (for a new project).
     """
 
     project: Path
     exists: bool
     micrograph_folder: Path
-    n_micrographs: int = 0
+    micrographs: tuple[Path, ...] = ()
     select: str | None = None
+
+    @property
+    def n_micrographs(self) -> int:
+        return len(self.micrographs)
 
 
 def project_locations(micrograph_folder: Path) -> tuple[Path, Path]:
@@ -552,17 +561,17 @@ def resolve_target(target: str | PathLike) -> Target:
             raise PickerError(f"{path}: not a folder of micrographs, a micrograph (.mrc) or a picker-gui project")
     if (path / PROJECT_FILE).exists():
         return Target(path, True, path, select=select)  # micrograph folder: read from project.json later
-    mics = [p for p in path.iterdir() if p.is_file() and p.suffix.lower() in MICROGRAPH_SUFFIXES]
+    mics = tuple(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in MICROGRAPH_SUFFIXES)
     beside, elsewhere = project_locations(path)
     for candidate in (beside, elsewhere):
         if (candidate / PROJECT_FILE).exists():
-            return Target(candidate, True, path.resolve(), len(mics), select)
+            return Target(candidate, True, path.resolve(), mics, select)
     if not mics:
         others = sorted({p.suffix.lower() for p in path.iterdir() if p.is_file() and p.suffix})
         hint = f" (found {', '.join(others[:6])} files)" if others else " (the folder is empty)" if not any(path.iterdir()) else ""
         raise PickerError(f"{path}: no micrographs here (.mrc, .mrcs, .map){hint}; open a folder of "
                           f"motion-corrected micrographs or a picker-gui project")
-    return Target(beside, False, path.resolve(), len(mics), select)
+    return Target(beside, False, path.resolve(), mics, select)
 
 
 def create_project_for(target: Target, **settings: Any) -> Project:
@@ -575,12 +584,3 @@ def create_project_for(target: Target, **settings: Any) -> Project:
         except OSError as exc:
             logger.info("cannot make a project in %s (%s)", candidate, exc)
     raise PickerError(f"{target.micrograph_folder}: cannot make a project beside it or in {elsewhere.parent}")
-
-
-def project_for_micrographs(micrograph_folder: str | PathLike, **settings: Any) -> Project:
-    """Open the project of a micrograph folder, making one on first use (see
-    :func:`resolve_target`, :func:`create_project_for`)."""
-    target = resolve_target(micrograph_folder)
-    if target.exists:
-        return Project.open(target.project)
-    return create_project_for(target, **settings)

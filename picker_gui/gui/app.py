@@ -34,16 +34,15 @@ class Opened:
     select: str | None = None
 
 
-def _first_header(folder: Path):
+def _first_header(paths: list[Path]):
     from picker_gui.core.errors import MicrographError
-    from picker_gui.core.mrc_io import MICROGRAPH_SUFFIXES, read_header
+    from picker_gui.core.mrc_io import read_header
 
-    for path in sorted(folder.iterdir()):
-        if path.is_file() and path.suffix.lower() in MICROGRAPH_SUFFIXES:
-            try:
-                return read_header(path)
-            except MicrographError:
-                continue
+    for path in sorted(paths):
+        try:
+            return read_header(path)
+        except MicrographError:
+            continue
     return None
 
 
@@ -61,21 +60,17 @@ def open_target(target: str | os.PathLike, parent=None, *, new_settings: dict | 
     from PyQt6.QtWidgets import QDialog, QMessageBox
 
     from picker_gui.core.errors import PickerError
-    from picker_gui.core.project import LabelFileError, Project, ProjectLockedError, create_project_for, resolve_target
+    from picker_gui.core.project import Project, ProjectLockedError, create_project_for, resolve_target
     from picker_gui.gui import dialogs
 
     warnings: list[str] = []
     try:
         t = resolve_target(target)
         if t.exists:
-            try:
-                project = Project.open(t.project)
-            except LabelFileError as exc:
-                warnings.append(str(exc))
-                project = Project.open(t.project)
+            project = Project.open(t.project)
         else:
             if new_settings is None:
-                header = _first_header(t.micrograph_folder)
+                header = _first_header(t.micrographs)
                 dialog = dialogs.NewProjectDialog(t, header.pixel_size_a if header else None, header.shape if header else None, parent=parent)
                 if dialog.exec() != QDialog.DialogCode.Accepted:
                     return None
@@ -101,7 +96,12 @@ def open_target(target: str | os.PathLike, parent=None, *, new_settings: dict | 
         if answer is None:
             return None
         if answer == "take-over":
-            project.lock.acquire(take_over=True)
+            try:
+                project.lock.acquire(take_over=True)
+            except OSError as err:
+                warnings.append(f"The lock of {project.folder} could not be taken ({err.strerror or err}); "
+                                f"the project is open read-only.")
+                read_only = True
         else:
             read_only = True
     except OSError as exc:

@@ -243,8 +243,9 @@ class RelionNamesDialog(QDialog):
             self.status.setText(f"Cannot use it: {exc}")
             self.status.setStyleSheet("color: #ff7a5a;")
             return
-        self.names = {k: v for k, v in names.items() if k in set(self.keys)}
-        missing = len(set(self.keys) - set(self.names))
+        keys = set(self.keys)
+        self.names = {k: v for k, v in names.items() if k in keys}
+        missing = len(keys - set(self.names))
         where = f"RELION project folder: {self.project}" if self.project else "RELION's project folder was not found (the listed micrographs do not exist under any parent folder); coordinate paths will be absolute"
         self.status.setText(f"{len(self.names)} of {len(self.keys)} labelled micrograph(s) matched"
                             + (f"; {missing} not in that STAR keep their bare names" if missing else "") + f".\n{where}")

@@ -679,8 +679,11 @@ class MainWindow(QMainWindow):
                 dialog = RelionNamesDialog(table.micrographs(), self.project.settings.relion_micrographs, self)
                 if dialog.exec() != QDialog.DialogCode.Accepted:
                     return []
+                dialog._check()  # the text may have changed since it was last read
                 relion_micrographs = dialog.star.text().strip() or None
-            if relion_micrographs:
+                if relion_micrographs:
+                    naming = {"micrograph_names": dialog.names, "relion_project": dialog.project}
+            elif relion_micrographs:
                 try:
                     names, relion_project = relion_micrograph_names(relion_micrographs)
                 except PickerError as exc:
@@ -691,8 +694,9 @@ class MainWindow(QMainWindow):
             self._schedule_settings_save()
         try:
             written = write_coordinates(table, path, fmt, box_size=round(self._diameter_px() * 1.5), **naming)
-        except PickerError as exc:
-            QMessageBox.warning(self, "Export failed", str(exc))
+        except (PickerError, OSError) as exc:
+            reason = str(exc) if isinstance(exc, PickerError) else f"cannot write {exc.filename or path}: {exc.strerror or exc}"
+            QMessageBox.warning(self, "Export failed", reason)
             return []
         self.statusBar().showMessage(f"Exported {len(table)} label(s) to {path} ({len(written)} file(s))", 8000)
         return written

@@ -71,15 +71,17 @@ def missing_libraries() -> list[str]:
     """Shared libraries the xcb plugin (or its Qt library) needs and the system lacks."""
     if not sys.platform.startswith("linux") or shutil.which("ldd") is None:
         return []
+    binaries = _qt_binaries()
+    if not binaries:
+        return []
+    try:  # one ldd for all of them
+        out = subprocess.run(["ldd", *map(str, binaries)], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
     missing: dict[str, None] = {}
-    for binary in _qt_binaries():
-        try:
-            out = subprocess.run(["ldd", str(binary)], capture_output=True, text=True, timeout=20).stdout
-        except (OSError, subprocess.SubprocessError):
-            continue
-        for line in out.splitlines():
-            if "not found" in line:
-                missing.setdefault(line.split("=>")[0].strip(), None)
+    for line in out.splitlines():
+        if "not found" in line:
+            missing.setdefault(line.split("=>")[0].strip(), None)
     return list(missing)
 
 

@@ -15,7 +15,6 @@ heartbeat, and what happens when a save fails.
 
 from __future__ import annotations
 
-import threading
 from typing import Callable
 
 from PyQt6.QtCore import QObject, QRunnable, QThreadPool, QTimer, pyqtSignal
@@ -130,7 +129,7 @@ class ProjectSaver(QObject):
         self._retry.stop()
         if not self.writable or self._job is not None or not self.unsaved:
             return
-        if not self._still_ours():
+        if not self._still_ours(refresh=False):
             return
         self._job = _SaveJob(self.project, self._snapshot(), self.revision, self._signals)
         if self.state != FAILED:
@@ -171,9 +170,11 @@ class ProjectSaver(QObject):
             self.project.lock.release()
 
     # -- internals ------------------------------------------------------------------------------
-    def _still_ours(self) -> bool:
+    def _still_ours(self, refresh: bool = True) -> bool:
+        """Whether this window still holds the project; ``refresh`` also rewrites the lock
+        (the heartbeat does, every few seconds; a save only reads it)."""
         try:
-            ours = self.project.lock.refresh()
+            ours = self.project.lock.refresh() if refresh else self.project.lock.owned() or self.project.lock.holder() is None
         except OSError:
             ours = True  # the folder cannot be written: the save itself will say so
         if not ours:
@@ -217,29 +218,3 @@ class ProjectSaver(QObject):
         self.state, self.message = state, message
         if changed:
             self.state_changed.emit(state, message)
-
-
-def run_in_thread(fn: Callable[[], object], on_done: Callable[[object], None], on_error: Callable[[BaseException], None]) -> threading.Thread:
-    """Run ``fn`` on a plain thread and call back on the GUI thread (for one-off work such as
-    reading a large coordinate file)."""
-    signals = _CallbackSignals()
-    signals.done.connect(on_done)
-    signals.error.connect(on_error)
-
-    def work() -> None:
-        try:
-            result = fn()
-        except BaseException as exc:  # noqa: BLE001 - handed to the GUI thread
-            signals.error.emit(exc)
-            return
-        signals.done.emit(result)
-
-    thread = threading.Thread(target=work, daemon=True)
-    thread._signals = signals  # type: ignore[attr-defined]  # keep the QObject alive with the thread
-    thread.start()
-    return thread
-
-
-class _CallbackSignals(QObject):
-    done = pyqtSignal(object)
-    error = pyqtSignal(object)

@@ -103,7 +103,6 @@ from picker_gui.core.project import (  # noqa: E402
     ProjectLockedError,
     read_labels,
     resolve_target,
-    project_for_micrographs,
 )
 from tests.conftest import write_mrc  # noqa: E402
 
@@ -177,8 +176,6 @@ def test_resolve_target_creates_nothing_and_names_the_problem(tmp_path):
     empty.mkdir()
     with pytest.raises(PickerError, match="no micrographs"):
         resolve_target(empty)
-    with pytest.raises(PickerError, match="no micrographs"):
-        project_for_micrographs(empty)
     assert list(empty.iterdir()) == []
     mics = _mic_folder(tmp_path)
     t = resolve_target(mics / "a.mrc")
@@ -241,3 +238,12 @@ def test_save_as_copies_settings_and_labels(tmp_path):
     assert again.labels == _labels() and again.settings.diameter_a == 210.0
     with pytest.raises(PickerError, match="already a picker-gui project"):
         project.save_as(copy.folder)
+
+
+def test_a_missing_lock_is_written_again_by_its_window(tmp_path):
+    folder = tmp_path / "p"
+    folder.mkdir()
+    lock = ProjectLock(folder)
+    lock.acquire()
+    (folder / LOCK_FILE).unlink()  # deleted by hand, or never written on a folder that was read-only then
+    assert lock.refresh() is True and lock.owned()
