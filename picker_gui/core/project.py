@@ -8,6 +8,9 @@
       labels.star      the user's clicks: block data_particles (positives) and
                        data_negatives (things that are not particles), centres in
                        original-micrograph pixels, readable by RELION and starfile
+      picks.star       the picker's candidates with their scores (data_picks) and the model
+                       that made them (data_picks_info): shown again on reopening
+      models/          models trained in the window
       project.lock     which window has the project open (host, process, since when)
       cache/           preprocessed micrographs (safe to delete)
 
@@ -53,6 +56,7 @@ logger = logging.getLogger(__name__)
 PROJECT_FILE = "project.json"
 LABELS_FILE = "labels.star"
 LOCK_FILE = "project.lock"
+PICKS_FILE = "picks.star"
 PROJECT_VERSION = 1
 #: The holder of a lock rewrites it this often; a lock untouched for STALE_AFTER_S is stale.
 LOCK_REFRESH_S = 15.0
@@ -98,6 +102,13 @@ class ProjectSettings:
     view: list[float] | None = None  # x, y, width, height in original pixels
     skipped: list[str] = field(default_factory=list)
     relion_micrographs: str | None = None  # the RELION micrographs STAR exports match names against
+    # The picker, as the user last set it up:
+    expected_per_micrograph: float | None = None
+    objective: str = "ge-binomial"
+    max_minutes: float = 110 / 60
+    model_path: str | None = None  # the model whose picks are shown (picks.star says which)
+    threshold: float | None = None
+    min_distance_px: float | None = None  # least distance between picks shown, original px
 
     @classmethod
     def from_dict(cls, data: Any) -> "ProjectSettings":
@@ -115,9 +126,16 @@ class ProjectSettings:
         values = {k: v for k, v in data.items() if k in known}
         if not isinstance(values.get("micrograph_folder", ""), str):
             raise ValueError('"micrograph_folder" must be a folder name')
-        for name in ("diameter_a", "lowpass_a"):
+        for name in ("diameter_a", "lowpass_a", "max_minutes"):
             if name in values:
                 values[name] = _number(values[name], name)
+        for name in ("expected_per_micrograph", "min_distance_px"):
+            if name in values:
+                values[name] = _number(values[name], name, optional=True)
+        if "threshold" in values:
+            values["threshold"] = _number(values["threshold"], "threshold", positive=False, optional=True)
+        if not isinstance(values.get("objective", ""), str):
+            raise ValueError('"objective" must be a name')
         if "pixel_size_a" in values:
             values["pixel_size_a"] = _number(values["pixel_size_a"], "pixel_size_a", optional=True)
         if "invert" in values and not isinstance(values["invert"], bool):
@@ -127,7 +145,7 @@ class ProjectSettings:
             if not (isinstance(cp, (list, tuple)) and len(cp) == 2):
                 raise ValueError('"contrast_percentiles" must be two numbers')
             values["contrast_percentiles"] = tuple(_number(v, "contrast_percentiles", positive=False) for v in cp)
-        for name in ("current_micrograph", "relion_micrographs"):
+        for name in ("current_micrograph", "relion_micrographs", "model_path"):
             if name in values and not isinstance(values[name], (str, type(None))):
                 raise ValueError(f'"{name}" must be a name or null')
         if "view" in values and values["view"] is not None:
@@ -196,6 +214,54 @@ def read_labels(path: str | PathLike) -> tuple[CoordinateTable, list[str]]:
 def load_labels(path: str | PathLike) -> CoordinateTable:
     """:func:`read_labels` without the notes."""
     return read_labels(path)[0]
+
+
+# -- picks -----------------------------------------------------------------------------------
+_MODEL_ID = "pickerGuiModelId"
+
+
+def save_picks(path: str | PathLike, picks: CoordinateTable, model_id: str | None) -> None:
+    """Write picks (every candidate, with its score) and the id of the model that made them,
+    atomically: ``data_picks_info`` then ``data_picks`` (a particles STAR RELION reads)."""
+    from picker_gui.core import star
+    from picker_gui.core.paths import atomic_output
+
+    blocks = {
+        "picks_info": {_MODEL_ID: model_id or ""},
+        "picks": {"rlnMicrographName": picks.micrograph, "rlnCoordinateX": picks.x, "rlnCoordinateY": picks.y,
+                  "rlnAutopickFigureOfMerit": picks.score},
+    }
+    text = star.write_star(blocks, comment="picker-gui picks: candidates in original-micrograph pixels, score = logit",
+                           path=path)
+    with atomic_output(path, "w") as fh:
+        fh.write(text)
+
+
+def read_picks(path: str | PathLike) -> tuple[CoordinateTable, str | None]:
+    """Picks written by :func:`save_picks` and their model id ((empty, None) when absent).
+
+    Raises
+    ------
+    PickerError
+        The file cannot be read.
+    """
+    import numpy as np
+
+    from picker_gui.core import star
+
+    path = Path(path)
+    if not path.exists():
+        return CoordinateTable.empty(), None
+    blocks = star.read_star(path)
+    info = blocks.get("picks_info")
+    model_id = str(info[_MODEL_ID].iloc[0]) if info is not None and _MODEL_ID in info.columns else None
+    df = blocks.get("picks")
+    if df is None or not len(df):
+        return CoordinateTable.empty(), model_id or None
+    table = CoordinateTable.from_arrays(df["rlnMicrographName"].astype(str).to_numpy(),
+                                        np.asarray(df["rlnCoordinateX"], float), np.asarray(df["rlnCoordinateY"], float),
+                                        np.asarray(df["rlnAutopickFigureOfMerit"], float), source="picker-gui")
+    return table, model_id or None
 
 
 def _signature(path: Path) -> tuple[int, int] | None:
@@ -346,6 +412,8 @@ class Project:
         self.settings = settings
         self.labels = labels
         self.notes: list[str] = list(notes or [])
+        self.picks = CoordinateTable.empty()  # the picker's candidates, as last saved
+        self.picks_model_id: str | None = None
         self.lock = ProjectLock(self.folder)
         self._labels_seen = _signature(self.labels_path)
 
@@ -391,7 +459,18 @@ class Project:
             labels, label_notes = read_labels(folder / LABELS_FILE)
         except LabelFileError as exc:
             labels, label_notes = CoordinateTable.empty(), [str(exc)]
-        return cls(folder, settings, labels, notes + label_notes)
+        project = cls(folder, settings, labels, notes + label_notes)
+        try:
+            project.picks, project.picks_model_id = read_picks(folder / PICKS_FILE)
+        except (PickerError, OSError, KeyError, ValueError) as exc:
+            kept = _aside(folder / PICKS_FILE, "unreadable")
+            try:
+                (folder / PICKS_FILE).replace(kept)
+            except OSError:
+                pass
+            project.notes.append(f"{folder / PICKS_FILE}: the saved picks could not be read ({exc}); they were "
+                                 f"kept as {kept.name}; pick again to see picks")
+        return project
 
     @staticmethod
     def _read_settings(path: Path) -> ProjectSettings:
@@ -456,6 +535,19 @@ class Project:
         save_labels(path, table)
         self._labels_seen = _signature(path)
         return note
+
+    @property
+    def picks_path(self) -> Path:
+        return self.folder / PICKS_FILE
+
+    @property
+    def models_folder(self) -> Path:
+        return self.folder / "models"
+
+    def save_picks(self, picks: CoordinateTable, model_id: str | None) -> None:
+        """Write the picker's candidates (raises OSError when the folder cannot be written)."""
+        save_picks(self.picks_path, picks, model_id)
+        self.picks, self.picks_model_id = picks, model_id
 
     def save_as(self, folder: str | PathLike, labels: CoordinateTable | None = None) -> "Project":
         """A copy of this project (settings and labels) in a new folder, for when this one

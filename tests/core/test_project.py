@@ -247,3 +247,23 @@ def test_a_missing_lock_is_written_again_by_its_window(tmp_path):
     lock.acquire()
     (folder / LOCK_FILE).unlink()  # deleted by hand, or never written on a folder that was read-only then
     assert lock.refresh() is True and lock.owned()
+
+
+def test_picks_round_trip_with_their_model_and_survive_a_reopen(tmp_path):
+    project = Project.create(tmp_path / "p", tmp_path)
+    picks = CoordinateTable.from_arrays(["a b.mrc", "a b.mrc", "c.mrc"], [1.5, 2.0, 3.0], [4.0, 5.0, 6.0], [0.5, -1.25, 3.0],
+                                        source="picker-gui")
+    project.save_picks(picks, "0123abcd")
+    again = Project.open(project.folder)
+    assert again.picks == picks and again.picks_model_id == "0123abcd"
+    import starfile
+
+    assert starfile.read(project.picks_path, always_dict=True)["picks"]["rlnAutopickFigureOfMerit"].tolist() == [0.5, -1.25, 3.0]
+
+
+def test_unreadable_picks_are_kept_aside_and_the_project_opens(tmp_path):
+    project = Project.create(tmp_path / "p", tmp_path)
+    project.picks_path.write_text("data_picks\nloop_\n_rlnMicrographName #1\n_rlnCoordinateX #2\nm 1 2 3\n")
+    again = Project.open(project.folder)
+    assert len(again.picks) == 0 and again.notes and "picks" in again.notes[0]
+    assert [p.name for p in project.folder.iterdir() if p.name.startswith("picks.star.unreadable")]
