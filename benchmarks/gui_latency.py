@@ -27,7 +27,8 @@ sys.path.insert(0, str(ROOT))
 STARTUP_CHILD = r"""
 import time, sys
 t0 = time.perf_counter()
-from picker_gui.gui.app import create_app, open_target
+from picker_gui.gui.app import create_app
+from picker_gui.gui.opening import open_target
 from picker_gui.gui.main_window import MainWindow
 app = create_app()
 opened = open_target(sys.argv[1], new_settings={"diameter_a": 150.0})
@@ -73,7 +74,8 @@ def main() -> None:
     from PyQt6.QtCore import Qt
     from PyQt6.QtTest import QTest
 
-    from picker_gui.gui.app import create_app, open_target
+    from picker_gui.gui.app import create_app
+    from picker_gui.gui.opening import open_target
     from picker_gui.gui.main_window import MainWindow
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -44,7 +44,8 @@ def main() -> None:
     from picker_gui.core.coords import CoordinateTable
     from picker_gui.core.formats import read_coordinates, write_coordinates
     from picker_gui.core.mrc_io import write_mrc
-    from picker_gui.gui.app import create_app, open_target
+    from picker_gui.gui.app import create_app
+    from picker_gui.gui.opening import open_target
     from picker_gui.gui.main_window import MainWindow
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -26,7 +26,8 @@ def main() -> int:
 
     from PyQt6.QtCore import QTimer
 
-    from picker_gui.gui.app import create_app, open_target
+    from picker_gui.gui.app import create_app
+    from picker_gui.gui.opening import open_target
     from picker_gui.gui.main_window import MainWindow
 
     app = create_app()

@@ -676,3 +676,81 @@ def create_project_for(target: Target, **settings: Any) -> Project:
         except OSError as exc:
             logger.info("cannot make a project in %s (%s)", candidate, exc)
     raise PickerError(f"{target.micrograph_folder}: cannot make a project beside it or in {elsewhere.parent}")
+
+
+
+# -- opening, as the window and the command line do it ------------------------------------------
+@dataclass
+class OpenedProject:
+    """A project ready to show, and what the user should be told about it."""
+
+    project: Project
+    warnings: list[str] = field(default_factory=list)
+    read_only: bool = False
+    select: str | None = None
+
+
+def open_project(target: str | PathLike, *, new_settings: dict | None = None, ask_new_settings=None,
+                 ask_locked=None, on_create=None) -> OpenedProject | None:
+    """Open a project folder, or the project of a micrograph folder (made here), and take its
+    lock. The questions are the caller's (the window asks in dialogs):
+
+    - ``ask_new_settings(target, header) -> dict | None``: settings of a new project
+      (diameter, pixel size); None cancels. Not asked when ``new_settings`` is given.
+    - ``ask_locked(ProjectLockedError) -> "read-only" | "take-over" | None``: another window
+      holds the project; None cancels. Without it, the project opens read-only.
+    - ``on_create(project)``: runs once on a project made here (the demo adds its labels).
+
+    Returns None when the user cancelled.
+
+    Raises
+    ------
+    PickerError
+        No such folder, no micrographs, a project that cannot be read: one line.
+    OSError
+        The project cannot be made.
+    """
+    from picker_gui.core.errors import MicrographError
+    from picker_gui.core.mrc_io import read_header
+
+    t = resolve_target(target)
+    warnings: list[str] = []
+    if t.exists:
+        project = Project.open(t.project)
+    else:
+        if new_settings is None:
+            header = None
+            for path in sorted(t.micrographs):
+                try:
+                    header = read_header(path)
+                    break
+                except MicrographError:
+                    continue
+            new_settings = ask_new_settings(t, header) if ask_new_settings is not None else {}
+            if new_settings is None:
+                return None
+        project = create_project_for(t, **new_settings)
+        if on_create is not None:
+            on_create(project)
+    warnings += project.notes
+    read_only = False
+    try:
+        previous = project.lock.acquire()
+        if previous is not None:
+            warnings.append(f"The project's lock, held {previous.describe()}, was stale (that window is gone) and was taken over.")
+    except ProjectLockedError as exc:
+        answer = ask_locked(exc) if ask_locked is not None else "read-only"
+        if answer is None:
+            return None
+        read_only = answer != "take-over"
+        if not read_only:
+            try:
+                project.lock.acquire(take_over=True)
+            except OSError as err:
+                warnings.append(f"The lock of {project.folder} could not be taken ({err.strerror or err}); "
+                                f"the project is open read-only.")
+                read_only = True
+    except OSError as exc:
+        warnings.append(f"The project folder {project.folder} cannot be written ({exc.strerror or exc}): "
+                        f"labels cannot be saved there; use File → Save project as… to keep your work.")
+    return OpenedProject(project, warnings, read_only, t.select)

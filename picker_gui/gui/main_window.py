@@ -719,7 +719,7 @@ class MainWindow(QMainWindow):
     def open_path(self, target: str | Path) -> bool:
         """Switch the window to another project or micrograph folder (the current project
         is saved first; if it cannot be, the user decides)."""
-        from picker_gui.gui.app import open_target
+        from picker_gui.gui.opening import open_target
 
         if not self._settle_unsaved("opening another project"):
             return False

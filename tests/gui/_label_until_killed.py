@@ -8,7 +8,8 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 from PyQt6.QtCore import QTimer  # noqa: E402
 
-from picker_gui.gui.app import create_app, open_target  # noqa: E402
+from picker_gui.gui.app import create_app
+from picker_gui.gui.opening import open_target  # noqa: E402
 from picker_gui.gui.main_window import MainWindow  # noqa: E402
 
 app = create_app()

@@ -38,7 +38,8 @@ def _no_dialog_answers_leak():
 def window(qtbot, mic_folder, tmp_path, monkeypatch):
     monkeypatch.setenv("PICKER_GUI_CONFIG", str(tmp_path / "config"))
     monkeypatch.setenv("PICKER_GUI_DATA", str(tmp_path / "data"))
-    from picker_gui.gui.app import create_app, open_target
+    from picker_gui.gui.app import create_app
+    from picker_gui.gui.opening import open_target
     from picker_gui.gui.main_window import MainWindow
 
     create_app()

@@ -113,7 +113,7 @@ def test_cancelling_the_new_project_dialog_makes_nothing(qtbot, window, tmp_path
 
 
 def test_recent_projects_are_in_the_file_menu(qtbot, window, tmp_path):
-    from picker_gui.gui.app import open_target
+    from picker_gui.gui.opening import open_target
 
     other = open_target(_second_folder(tmp_path), new_settings={"diameter_a": 60.0})
     other.project.lock.release()
@@ -126,7 +126,7 @@ def test_recent_projects_are_in_the_file_menu(qtbot, window, tmp_path):
 
 
 def test_a_mistyped_folder_creates_nothing_and_says_so(qtbot, tmp_path):
-    from picker_gui.gui.app import open_target
+    from picker_gui.gui.opening import open_target
 
     errors: list[str] = []
     missing = tmp_path / "no" / "such" / "folder"
@@ -161,7 +161,7 @@ def test_the_command_line_shows_a_bad_folder_in_the_start_choice(qtbot, tmp_path
 
 
 def test_a_micrograph_path_opens_its_folder_on_that_micrograph(qtbot, mic_folder):
-    from picker_gui.gui.app import open_target
+    from picker_gui.gui.opening import open_target
     from picker_gui.gui.main_window import MainWindow
 
     opened = open_target(mic_folder / "mic_2.mrc", new_settings={"diameter_a": 40.0})
@@ -172,15 +172,15 @@ def test_a_micrograph_path_opens_its_folder_on_that_micrograph(qtbot, mic_folder
 
 
 def test_start_choice_lists_recent_projects_and_opens_one(qtbot, mic_folder, monkeypatch):
-    from picker_gui.gui import app
-    from picker_gui.gui.app import open_target
+    from picker_gui.gui import app, opening
+    from picker_gui.gui.opening import open_target
 
     opened = open_target(mic_folder, new_settings={"diameter_a": 40.0})
     opened.project.lock.release()
     remember_project(opened.project.folder)
     seen: list = []
     answer_dialog("Open project", seen=seen)
-    chosen = app.choose_start(app.create_app())
+    chosen = opening.choose_start(app.create_app())
     assert chosen is not None and chosen.project.folder == opened.project.folder
     assert seen[0].recent.count() == 1
     chosen.project.lock.release()
@@ -189,7 +189,7 @@ def test_start_choice_lists_recent_projects_and_opens_one(qtbot, mic_folder, mon
 def test_the_demo_project_opens_with_its_sparse_labels(qtbot, tmp_path):
     from picker_gui.core.demo_data import demo_project_setup, write_sparse_labels
     from picker_gui.core.synthetic import SyntheticConfig, write_demo_dataset
-    from picker_gui.gui.app import open_target
+    from picker_gui.gui.opening import open_target
     import dataclasses
 
     config = dataclasses.replace(SyntheticConfig(), shape=(256, 320))

@@ -25,7 +25,7 @@ from .test_window import click
 
 
 def _open_window(qtbot, folder, **kwargs):
-    from picker_gui.gui.app import open_target
+    from picker_gui.gui.opening import open_target
 
     opened = open_target(folder, new_settings={"diameter_a": 40.0}, **kwargs)
     assert opened is not None
@@ -160,7 +160,7 @@ def test_taking_over_stops_the_first_window_from_writing(qtbot, window, mic_fold
 
 def test_a_stale_lock_is_taken_over_without_asking(qtbot, mic_folder, monkeypatch, tmp_path):
     from picker_gui.gui import dialogs
-    from picker_gui.gui.app import open_target
+    from picker_gui.gui.opening import open_target
 
     first = open_target(mic_folder, new_settings={"diameter_a": 40.0})
     first.project.lock.release()

@@ -206,7 +206,7 @@ def test_import_of_a_malformed_file_warns_and_keeps_labels(qtbot, window, tmp_pa
 
 def test_corrupt_label_file_is_kept_aside_with_a_message(qtbot, mic_folder, tmp_path, monkeypatch):
     monkeypatch.setenv("PICKER_GUI_CONFIG", str(tmp_path / "config"))
-    from picker_gui.gui.app import open_target
+    from picker_gui.gui.opening import open_target
 
     project = open_target(mic_folder, new_settings={"diameter_a": 40.0}).project
     project.lock.release()
@@ -240,7 +240,7 @@ def test_ring_is_drawn_where_the_label_is(qtbot, window):
 def test_bad_micrograph_is_marked_and_the_rest_still_work(qtbot, mic_folder, tmp_path, monkeypatch):
     monkeypatch.setenv("PICKER_GUI_CONFIG", str(tmp_path / "config"))
     (mic_folder / "mic_1.mrc").write_bytes(b"broken" * 100)
-    from picker_gui.gui.app import open_target
+    from picker_gui.gui.opening import open_target
     from picker_gui.gui.main_window import MainWindow
 
     opened = open_target(mic_folder, new_settings={"diameter_a": 40.0})
