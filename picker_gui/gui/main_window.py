@@ -37,6 +37,7 @@ from picker_gui.core.formats import read_coordinates, write_coordinates
 from picker_gui.core.labels import LabelStore
 from picker_gui.core.mrc_io import find_micrographs, read_header, unique_micrographs
 from picker_gui.core.project import Project, ProjectLockedError, project_title, recent_projects, remember_project
+from picker_gui.core.state import PickerState
 from picker_gui.gui import storage
 from picker_gui.gui.banner import Banner
 from picker_gui.gui.canvas import MicrographCanvas
@@ -97,12 +98,10 @@ class MainWindow(QMainWindow):
         self.setWindowTitle("picker-gui")
         self.setWindowIcon(icon("app"))
         self.resize(1500, 950)
-        self.project = project
-        self.store = LabelStore.from_table(project.labels)
+        self.state = PickerState(project)
         self.undo_stack = QUndoStack(self)
         self._select = select
         self.loader = DisplayLoader(parent=self)
-        self.current: str | None = None
         self.displayed: str | None = None  # the micrograph whose image is on screen
         self._restore_view: list[float] | None = None  # a saved view to apply when the image arrives
         self.paths: dict[str, Path] = {}
@@ -144,11 +143,34 @@ class MainWindow(QMainWindow):
 
         self._make_actions()
         self._connect()
-        self.store.subscribe(self._on_labels_changed)
+        self.state.events.labels.connect(self._on_labels_changed)
         notes = [warnings] if isinstance(warnings, str) else list(warnings or [])
         self._attach_saver(read_only, notes)
         self._load_project_view()
         self._tell(notes)
+
+    # -- the state this window shows -------------------------------------------------------
+    @property
+    def project(self) -> Project:
+        return self.state.project
+
+    @project.setter
+    def project(self, project: Project) -> None:
+        """The same project saved elsewhere (Save project as): labels and picks stay."""
+        self.state.project = project
+
+    @property
+    def store(self) -> LabelStore:
+        """The labels being edited (the state's)."""
+        return self.state.labels
+
+    @property
+    def current(self) -> str | None:
+        return self.state.current
+
+    @current.setter
+    def current(self, key: str | None) -> None:
+        self.state.current = key
 
     def _tell(self, notes: list[str]) -> None:
         """Warnings about the opening, in a message box beside the window (not modal: the
@@ -169,7 +191,7 @@ class MainWindow(QMainWindow):
                 notes.append(f"{exc}. It is open here read-only.")
             except OSError:
                 pass  # an unwritable folder: the first save says so
-        self.saver = storage.ProjectSaver(self.project, lambda: self.store.frozen(), read_only=read_only, parent=self)
+        self.saver = storage.ProjectSaver(self.project, lambda: self.state.labels.frozen(), read_only=read_only, parent=self)
         self.saver.state_changed.connect(self._on_save_state)
         self.saver.conflict.connect(self._on_conflict)
         self._on_save_state(self.saver.state, self.saver.message)
@@ -320,7 +342,6 @@ class MainWindow(QMainWindow):
         self.current = key
         if self.mic_list.current_key() != key:
             self.mic_list.select(key)  # comes back through _on_list_current_changed as a no-op
-        self.project.settings.current_micrograph = key
         self._schedule_settings_save()
         self._refresh_overlays()
         self.displayed = None
@@ -729,11 +750,7 @@ class MainWindow(QMainWindow):
         self.saver.release()
         self.saver.deleteLater()
         self.undo_stack.clear()
-        self.store.unsubscribe(self._on_labels_changed)
-        self.project = opened.project
-        self.store = LabelStore.from_table(opened.project.labels)
-        self.store.subscribe(self._on_labels_changed)
-        self.current = None
+        self.state.open(opened.project)
         self.shapes.clear()
         self._select = opened.select
         self.banner.clear()
