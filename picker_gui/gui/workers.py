@@ -3,10 +3,13 @@
 - :class:`DisplayLoader`: reads micrographs and makes display images on a thread pool,
   keeps the recent ones in memory (so switching back is instant) and prefetches the
   neighbours of the current one. Results and errors come back as signals on the GUI thread.
-- :class:`GeneratorWorker`: runs a core generator (training, batch picking) on its own
-  QThread, forwards each yielded report, and stops cooperatively through a
-  ``threading.Event`` set by a direct call (a queued "stop" slot would never run while the
-  worker's thread is busy; see STYLE.md).
+- :class:`GeneratorWorker`: runs a core job (a generator of progress reports: training,
+  picking) on its own QThread, forwards each yielded report, and stops cooperatively through
+  a ``threading.Event`` set by a direct call (a queued "stop" slot would never run while the
+  worker's thread is busy; see STYLE.md). The job checks the event between steps.
+- :class:`JobRunner`: the window's one place for jobs: starts them by name (one at a time
+  per name), stops them, and on quit stops and waits for every one, so that no thread
+  outlives the window.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from PyQt6.QtCore import QObject, QRunnable, QThread, QThreadPool, pyqtSignal, pyqtSlot
+from PyQt6.QtCore import QObject, QRunnable, Qt, QThread, QThreadPool, pyqtSignal, pyqtSlot
 
 from picker_gui.core.errors import PickerError
 from picker_gui.core.mrc_io import read_micrograph
@@ -126,8 +129,8 @@ class GeneratorWorker(QObject):
     """Runs ``make()`` (a generator) on its own thread; emits each item, then its return value."""
 
     progress = pyqtSignal(object)
-    finished = pyqtSignal(object)  # the generator's return value (None if it raised)
-    failed = pyqtSignal(str)
+    finished = pyqtSignal(object)  # the generator's return value
+    failed = pyqtSignal(str)  # one line for a PickerError (a user's problem), else the traceback
 
     def __init__(self, make: Callable[[threading.Event], Iterator[Any]]) -> None:
         super().__init__()
@@ -136,8 +139,10 @@ class GeneratorWorker(QObject):
         self.thread = QThread()
         self.moveToThread(self.thread)
         self.thread.started.connect(self.run)  # the bound slot, not a lambda: it must run on the worker thread
-        self.finished.connect(self.thread.quit)
-        self.failed.connect(self.thread.quit)
+        # Direct: quit from the worker's own thread the moment the job ends, not when the GUI
+        # thread gets round to a queued call (it may be blocked waiting for this very thread).
+        self.finished.connect(self.thread.quit, Qt.ConnectionType.DirectConnection)
+        self.failed.connect(self.thread.quit, Qt.ConnectionType.DirectConnection)
 
     def start(self) -> None:
         self.thread.start()
@@ -157,10 +162,65 @@ class GeneratorWorker(QObject):
                     self.finished.emit(end.value)
                     return
                 self.progress.emit(item)
-        except Exception:  # noqa: BLE001
+        except PickerError as exc:
+            self.failed.emit(str(exc))
+        except Exception:  # noqa: BLE001 - shown in the window with its traceback
             self.failed.emit(traceback.format_exc())
 
     def wait(self, timeout_ms: int = 5000) -> bool:
         self.request_stop()
         self.thread.quit()
         return self.thread.wait(timeout_ms)
+
+
+class JobRunner(QObject):
+    """Named background jobs of one window.
+
+    ``start(name, make)`` runs ``make(stop_event)`` (a generator) on a worker thread and
+    returns the worker, whose signals the caller connects; a second job of the same name
+    waits until the first has stopped (call :meth:`stop` first). Finished workers leave the
+    registry by themselves.
+    """
+
+    changed = pyqtSignal(str, bool)  # name, running
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self._workers: dict[str, GeneratorWorker] = {}
+
+    def running(self, name: str) -> bool:
+        worker = self._workers.get(name)
+        return worker is not None and worker.thread.isRunning()
+
+    def worker(self, name: str) -> GeneratorWorker | None:
+        return self._workers.get(name)
+
+    def start(self, name: str, make: Callable[[threading.Event], Iterator[Any]]) -> GeneratorWorker:
+        old = self._workers.get(name)
+        if old is not None:
+            old.wait(60_000)
+        worker = GeneratorWorker(make)
+        self._workers[name] = worker
+        worker.thread.finished.connect(lambda n=name, w=worker: self._finished(n, w))
+        worker.start()
+        self.changed.emit(name, True)
+        return worker
+
+    def _finished(self, name: str, worker: GeneratorWorker) -> None:
+        if self._workers.get(name) is worker:
+            del self._workers[name]
+            self.changed.emit(name, False)
+
+    def stop(self, name: str) -> None:
+        """Ask a job to stop at its next step (returns at once)."""
+        worker = self._workers.get(name)
+        if worker is not None:
+            worker.request_stop()
+
+    def stop_all(self, timeout_ms: int = 60_000) -> bool:
+        """Stop every job and wait for their threads (on quit). True when all ended."""
+        for worker in list(self._workers.values()):
+            worker.request_stop()
+        ended = all(worker.wait(timeout_ms) for worker in list(self._workers.values()))
+        self._workers.clear()
+        return ended
