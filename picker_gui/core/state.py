@@ -190,6 +190,20 @@ class PickerState:
                 order += [keys[j] for j in (i + d, i - d) if 0 <= j < len(keys)]
         return [k for k in order if k not in done]
 
+    def expected_hint(self) -> tuple[float | None, int]:
+        """Particles per micrograph as the labels suggest: the median count on the micrographs
+        labelled densely (at least half as many labels as the most labelled one, and at least
+        5), and how many such micrographs there are. Sparse labelling (a few per micrograph)
+        says nothing about the true count: then (None, 0)."""
+        counts = [self.labels.count(k) for k in self.labels.micrographs()]
+        counts = [c for c in counts if c > 0]
+        if not counts:
+            return None, 0
+        dense = [c for c in counts if c >= max(5, 0.5 * max(counts))]
+        if not dense:
+            return None, 0
+        return float(np.median(dense)), len(dense)
+
     # -- what the threshold costs ----------------------------------------------------------
     def _on_labels(self, keys) -> None:
         self._label_best = None

@@ -19,6 +19,8 @@ from picker_gui.core.preprocess import DisplayImage
 from picker_gui.gui.theme import BACKGROUND, NEGATIVE_COLOR, PICK_COLOR, POSITIVE_COLOR
 
 pg.setConfigOptions(imageAxisOrder="row-major", antialias=True)
+#: Pick rings relative to the particle diameter (labels are drawn at 1).
+PICK_SIZE = 0.85
 
 
 class LabelViewBox(pg.ViewBox):
@@ -85,7 +87,9 @@ class MicrographCanvas(pg.GraphicsView):
         self._pens = {
             "positive": pg.mkPen(POSITIVE_COLOR, width=2),
             "negative": pg.mkPen(NEGATIVE_COLOR, width=2),
-            "pick": pg.mkPen(PICK_COLOR, width=1.5),
+            # Picks are the picker's, not the user's: another colour, dashed, a little smaller,
+            # so that a label ring on a pick stays visible.
+            "pick": pg.mkPen(PICK_COLOR, width=1.5, style=Qt.PenStyle.DashLine),
         }
         no_brush = pg.mkBrush(None)
         self.positive_item = PassiveScatter(pxMode=False, symbol="o", pen=self._pens["positive"], brush=no_brush)
@@ -153,8 +157,9 @@ class MicrographCanvas(pg.GraphicsView):
         self.positive_item.setData(x=positives[:, 0], y=positives[:, 1], size=d)
         self.negative_item.setData(x=negatives[:, 0], y=negatives[:, 1], size=d * 0.4)
 
-    def set_picks(self, xy: np.ndarray) -> None:
-        self.pick_item.setData(x=xy[:, 0], y=xy[:, 1], size=self.diameter_px)
+    def set_picks(self, x: np.ndarray, y: np.ndarray) -> None:
+        """The picks shown (original pixels): one setData, the fast path of ScatterPlotItem."""
+        self.pick_item.setData(x=x, y=y, size=self.diameter_px * PICK_SIZE)
 
     def set_overlay_visible(self, which: str, visible: bool) -> None:
         {"positive": self.positive_item, "negative": self.negative_item, "pick": self.pick_item}[which].setVisible(visible)

@@ -89,3 +89,12 @@ def test_opening_a_project_shows_its_saved_picks_and_settings(project):
     state.min_distance_px = 100.0
     assert state.project.settings.min_distance_px == 100.0 and state.pick_count("a") == 1
     assert np.isclose(state.picks.picks("a").score[0], 0.9)
+
+
+def test_expected_hint_is_the_median_of_densely_labelled_micrographs(project):
+    state = PickerState(project)
+    assert state.expected_hint() == (None, 0)  # 2 and 1 labels: sparse, no hint
+    for key, n in (("d1", 40), ("d2", 50), ("d3", 44), ("sparse", 3)):
+        for i in range(n):
+            state.labels.add(key, float(i), float(i))
+    assert state.expected_hint() == (44.0, 3)
