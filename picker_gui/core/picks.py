@@ -181,8 +181,10 @@ class PickStore:
 
     def picks(self, micrograph: str, threshold: float = -np.inf) -> Picks:
         """The picks shown on a micrograph at ``threshold``, highest score first."""
-        key = micrograph_key(micrograph)
-        visible = self._visible.get(key)
+        visible = self._visible.get(micrograph)  # a key already: no name to normalise (the fast path)
+        if visible is None:
+            key = micrograph_key(micrograph)
+            visible = self._visible.get(key)
         if visible is None:
             c = self._candidates.get(key)
             if c is None:
