@@ -44,8 +44,10 @@ from picker_gui.gui.canvas import MicrographCanvas
 from picker_gui.gui.controls import DisplayControls
 from picker_gui.gui.dialogs import ImportDialog
 from picker_gui.gui.micrograph_list import MicrographEntry, MicrographList
+from picker_gui.gui.picking import PickerController
+from picker_gui.gui.train_panel import TrainPanel
 from picker_gui.gui.undo import AddLabel, MoveLabel, RemoveLabel, ReplaceLabels
-from picker_gui.gui.workers import DisplayLoader, DisplayRequest, LoadedMicrograph
+from picker_gui.gui.workers import DisplayLoader, DisplayRequest, JobRunner, LoadedMicrograph
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +70,10 @@ SHORTCUTS = [
     ("Ctrl+I  /  Ctrl+E", "import / export labels"),
     ("Ctrl+O", "open a folder of micrographs or a project"),
     ("Ctrl+Shift+S", "save the project in another folder"),
+    ("Ctrl+T  /  Ctrl+Shift+T", "train the picker / fine-tune the current model"),
+    ("Esc", "stop training or picking (keeping what was done)"),
+    ("Ctrl+P", "pick every micrograph not picked yet"),
+    ("Click a pick", "accept it as a particle (a negative, in negative mode)"),
     ("F1", "this list"),
 ]
 
@@ -112,6 +118,9 @@ class MainWindow(QMainWindow):
 
         self.canvas = MicrographCanvas()
         self.banner = Banner()
+        self.jobs = JobRunner(self)
+        self.picker = PickerController(self.state, self.jobs, self.paths, self)
+        self.train_panel = TrainPanel()
         central = QWidget()
         column = QVBoxLayout(central)
         column.setContentsMargins(0, 0, 0, 0)
@@ -121,16 +130,20 @@ class MainWindow(QMainWindow):
         self.setCentralWidget(central)
         self.mic_list = MicrographList()
         self.controls = DisplayControls()
+        self.docks: dict[str, QDockWidget] = {}
         for title, widget, area in (
             ("Micrographs", self.mic_list, Qt.DockWidgetArea.LeftDockWidgetArea),
             ("Display and labelling", self.controls, Qt.DockWidgetArea.RightDockWidgetArea),
+            ("Train", self.train_panel, Qt.DockWidgetArea.RightDockWidgetArea),
         ):
             dock = QDockWidget(title, self)
             dock.setObjectName(title)
             dock.setWidget(widget)
             dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable | QDockWidget.DockWidgetFeature.DockWidgetFloatable)
             self.addDockWidget(area, dock)
-        self.resizeDocks([self.findChild(QDockWidget, "Micrographs")], [320], Qt.Orientation.Horizontal)
+            self.docks[title] = dock
+        self.resizeDocks([self.docks["Micrographs"]], [320], Qt.Orientation.Horizontal)
+        self.resizeDocks([self.docks["Display and labelling"]], [330], Qt.Orientation.Horizontal)
 
         self.position_label = QLabel()
         self.counts_label = QLabel()
@@ -235,6 +248,13 @@ class MainWindow(QMainWindow):
         self.act_fit = a("&Fit to window", self.canvas.fit, ["F"], "fit")
         self.act_zoom_in = a("Zoom &in", lambda: self.canvas.zoom(1.25), ["+", "="])
         self.act_zoom_out = a("Zoom &out", lambda: self.canvas.zoom(0.8), ["-"])
+        self.act_train = a("&Train", lambda: self.start_training(False), ["Ctrl+T"], None, "Train the picker on your labels (in the background)")
+        self.act_finetune = a("&Fine-tune", lambda: self.start_training(True), ["Ctrl+Shift+T"], None, "Train again from the current model: fast after correcting picks")
+        self.act_stop = a("&Stop", self.stop_jobs, ["Esc"], None, "Stop training (keeping the best model so far) and picking (keeping the picks so far)")
+        self.act_pick = a("&Pick all micrographs", lambda: self.picker.pick(), ["Ctrl+P"], None, "Pick every micrograph not picked yet with the current model")
+        self.act_load_model = a("&Load model…", self.load_model_dialog, [], None, "Pick with a model saved earlier (picker-gui train, or this window)")
+        self.act_save_model = a("Save &model as…", self.save_model_dialog, [], None, "Save the current model to a file, to pick other data with it")
+        self.act_pick_other = a("Pick &another folder with this model…", self.pick_other_folder, [], None, "Open another folder of micrographs and pick it with the current model")
         self.act_shortcuts = a("&Keyboard shortcuts", self.show_shortcuts, ["F1"])
         self.act_about = a("&About", self.show_about)
 
@@ -256,6 +276,13 @@ class MainWindow(QMainWindow):
         m.addActions([self.act_next, self.act_prev, self.act_skip])
         m.addSeparator()
         m.addActions([self.act_fit, self.act_zoom_in, self.act_zoom_out])
+        m = bar.addMenu("&Picker")
+        m.addActions([self.act_train, self.act_finetune, self.act_stop])
+        m.addSeparator()
+        m.addActions([self.act_pick, self.act_pick_other])
+        m.addSeparator()
+        m.addActions([self.act_load_model, self.act_save_model])
+        self.picker_menu = m
         m = bar.addMenu("&Help")
         m.addActions([self.act_shortcuts, self.act_about])
 
@@ -292,6 +319,24 @@ class MainWindow(QMainWindow):
         c.diameter_changed.connect(self._on_diameter_changed)
         c.overlay_toggled.connect(self.canvas.set_overlay_visible)
         c.mode_changed.connect(lambda kind: self.act_negative.setChecked(kind == NEGATIVE))
+        # The picker: the panel asks, the controller runs jobs, the state tells what changed.
+        t = self.train_panel
+        t.train_requested.connect(self.start_training)
+        t.stop_requested.connect(self.picker.stop_training)
+        t.settings_changed.connect(self._on_train_settings_changed)
+        p = self.picker
+        p.training_started.connect(lambda _fine: (t.reset(), t.set_running(True), self._update_actions()))
+        p.training_report.connect(self._on_training_report)
+        p.training_finished.connect(self._on_training_finished)
+        p.picking_progress.connect(self._on_picking_progress)
+        p.picking_finished.connect(lambda text: (self.statusBar().showMessage(text, 8000), self._update_actions()))
+        p.message.connect(lambda text: self.statusBar().showMessage(text, 8000))
+        p.error.connect(lambda title, text: QMessageBox.warning(self, title, text))
+        p.running_changed.connect(self._update_actions)
+        ev = self.state.events
+        ev.picks.connect(self._on_picks_changed)
+        ev.threshold.connect(self._on_threshold_changed)
+        ev.model.connect(self._on_model_changed)
 
     # -- project -------------------------------------------------------------------------
     def _load_project_view(self) -> None:
@@ -306,13 +351,18 @@ class MainWindow(QMainWindow):
             paths, problems = [], [str(exc)]
         if problems:  # told beside the window; bound now, not in a lambda over an except-clause name
             self._tell(problems)
-        self.paths = {micrograph_key(p): p for p in paths}
+        self.paths.clear()  # in place: the picker controller shares this dict
+        self.paths.update({micrograph_key(p): p for p in paths})
         skipped = set(s.skipped)
         entries = [
-            MicrographEntry(p, self.store.count(p.name), self.store.count(p.name, NEGATIVE), skipped=micrograph_key(p) in skipped)
+            MicrographEntry(p, self.store.count(p.name), self.store.count(p.name, NEGATIVE),
+                            self.state.pick_count(p.name), skipped=micrograph_key(p) in skipped)
             for p in paths
         ]
         self.mic_list.model.set_entries(entries)
+        self.train_panel.set_settings(s.expected_per_micrograph, s.objective, s.max_minutes)
+        self._update_expected_hint()
+        self._model_restored = False
         self._update_window_title()
         remember_project(self.project.folder)
         if self._select in self.paths:
@@ -365,6 +415,7 @@ class MainWindow(QMainWindow):
             self.canvas.set_view_rect(self._restore_view)
             self._restore_view = None
         self._apply_diameter()
+        self._prepare_picker(result.pixel_size_a)
         self.controls.pixel_label.setText(f"{result.pixel_size_a:.4g} Å" if result.pixel_size_a else "unknown: set it in the project")
         self.statusBar().clearMessage()
         if result.notes:
@@ -414,7 +465,21 @@ class MainWindow(QMainWindow):
         if hit is not None and (remove or button == Qt.MouseButton.LeftButton):
             self.undo_stack.push(RemoveLabel(self.store, self.paths[self.current].name, hit.kind, hit.index))
         elif not remove and button == Qt.MouseButton.LeftButton and 0 <= x < w and 0 <= y < h:
+            pick = self._pick_at(x, y)
+            if pick is not None:  # a click on a pick accepts it: the label goes where the picker put it
+                x, y = pick
             self.undo_stack.push(AddLabel(self.store, self.paths[self.current].name, x, y, self.controls.mode))
+
+    def _pick_at(self, x: float, y: float) -> tuple[float, float] | None:
+        """The shown pick under (x, y), if any (within the pick ring)."""
+        if self.current is None or not self.canvas.pick_item.isVisible():
+            return None
+        p = self.state.picks.picks(self.current, self.state.threshold)
+        if not len(p):
+            return None
+        d = np.hypot(p.x - x, p.y - y)
+        i = int(np.argmin(d))
+        return (float(p.x[i]), float(p.y[i])) if d[i] <= self._diameter_px() * 0.5 * 0.85 else None
 
     def delete_under_cursor(self) -> None:
         hit = self._hit(*self._cursor)
@@ -460,12 +525,14 @@ class MainWindow(QMainWindow):
         if self.current in keys:
             self._refresh_overlays()
         self._update_counts()
+        self._update_expected_hint()
         self.saver.edited()
 
     def _refresh_overlays(self) -> None:
         if self.current is None:
             return
         self.canvas.set_labels(self.store.points(self.current, PARTICLE), self.store.points(self.current, NEGATIVE))
+        self._refresh_picks()
 
     def _update_counts(self) -> None:
         if self.current is None:
@@ -480,6 +547,137 @@ class MainWindow(QMainWindow):
     def _on_cursor_moved(self, x: float, y: float) -> None:
         self._cursor = (x, y)
         self.position_label.setText(f"x {x:8.1f}  y {y:8.1f} px")
+
+    # -- the picker ------------------------------------------------------------------------
+    def start_training(self, fine_tune: bool = False) -> bool:
+        """Train (or fine-tune) on the labels as they are now, in the background."""
+        if self.saver is not None and not self.saver.writable:
+            self.statusBar().showMessage("Read-only: this project is open in another window", 5000)
+            return False
+        self.dock_raise("Train")
+        return self.picker.train(fine_tune, **self.train_panel.settings())
+
+    def stop_jobs(self) -> None:
+        self.picker.stop_training()
+        self.picker.stop_picking()
+
+    def dock_raise(self, title: str) -> None:
+        dock = self.docks.get(title)
+        if dock is not None:
+            dock.show()
+            dock.raise_()
+
+    def _on_train_settings_changed(self) -> None:
+        s = self.project.settings
+        values = self.train_panel.settings()
+        s.expected_per_micrograph = values["expected_per_micrograph"]
+        s.objective = values["objective"]
+        s.max_minutes = values["max_minutes"]
+        self._schedule_settings_save()
+
+    def _on_training_report(self, report) -> None:
+        if report.train is not None:
+            self.train_panel.add_report(report.train)
+        elif report.message:
+            self.statusBar().showMessage(report.message, 5000)
+        if report.stage == "preprocess" and report.total:
+            self.statusBar().showMessage(f"Preparing the labelled micrographs: {report.done} of {report.total}", 3000)
+
+    def _on_training_finished(self, text: str) -> None:
+        self.train_panel.set_running(False)
+        self.train_panel.finished(text)
+        self.statusBar().showMessage(text, 10000)
+        self._update_actions()
+
+    def _on_picking_progress(self, done: int, total: int) -> None:
+        self.statusBar().showMessage(f"Picking: {done} of {total} micrographs (Esc stops; the picks so far stay)", 5000)
+
+    def _on_model_changed(self, saved) -> None:
+        self.train_panel.set_model_available(saved is not None)
+        self._update_actions()
+
+    def _on_picks_changed(self, keys) -> None:
+        """New picks (streaming in from a pick job, or re-filtered at a new least distance)."""
+        self.mic_list.model.update_many({k: {"picks": self.state.pick_count(k)} for k in keys})
+        if self.current in keys:
+            self._refresh_picks()
+        self._update_counts()
+
+    def _on_threshold_changed(self, _threshold: float) -> None:
+        """The threshold moved: picks on screen and every count, at once."""
+        counts = self.state.pick_counts()
+        self.mic_list.model.update_many({k: {"picks": n} for k, n in counts.items()})
+        self._refresh_picks()
+        self._update_counts()
+
+    def _refresh_picks(self) -> None:
+        if self.current is None:
+            return
+        p = self.state.picks.picks(self.current, self.state.threshold)
+        self.canvas.set_picks(p.x, p.y)
+
+    def _update_actions(self) -> None:
+        training, picking = self.picker.training, self.picker.picking
+        has_model = self.state.model is not None
+        self.act_train.setEnabled(not training)
+        self.act_finetune.setEnabled(not training and has_model)
+        self.act_stop.setEnabled(training or picking)
+        self.act_pick.setEnabled(has_model and not picking and not training)
+        self.act_save_model.setEnabled(has_model)
+        self.act_pick_other.setEnabled(has_model and not training)
+        if not training:
+            self.train_panel.set_running(False)
+
+    def _update_expected_hint(self) -> None:
+        value, n = self.state.expected_hint()
+        text = (f"≈ {value:.0f} on the {n} micrograph(s) you labelled densely" if value is not None
+                else "label one micrograph completely to get a hint")
+        self.train_panel.set_expected_hint(value, text)
+
+    def _prepare_picker(self, pixel_size_a: float | None) -> None:
+        """Once the first micrograph is on screen (torch is loaded by then): the device the
+        picker will use, and the project's model, whose picks were saved with it."""
+        if self._model_restored:
+            return
+        self._model_restored = True
+        self.state.pixel_size_a = self.project.settings.pixel_size_a or pixel_size_a
+        from picker_gui.core.training import select_device
+
+        device, warning = select_device("auto")
+        if device.type == "cuda":
+            import torch
+
+            text = f"GPU: {torch.cuda.get_device_name(device)}"
+        elif device.type == "mps":
+            text = "GPU: Apple (MPS)"
+        else:
+            import torch
+
+            text = f"CPU ({torch.get_num_threads()} threads)"
+        self.train_panel.set_device(text, warning)
+        if self.state.model is None:
+            self.picker.restore_model()
+
+    def load_model_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Load a model", str(self.project.folder), "picker-gui models (*.pt);;All files (*)")
+        if path:
+            self.picker.load_model(path)
+
+    def save_model_dialog(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Save the model", str(self.project.folder / "model.pt"), "picker-gui models (*.pt)")
+        if path:
+            self.picker.save_model_as(path)
+
+    def pick_other_folder(self) -> None:
+        """Open another folder and pick it with the model of this one."""
+        model = self.state.model
+        if model is None:
+            return
+        folder = QFileDialog.getExistingDirectory(self, "A folder of micrographs to pick with this model", str(Path(self.project.settings.micrograph_folder).parent))
+        if folder and self.open_path(folder):
+            self.state.set_model(model)
+            self._model_restored = True
+            self.picker.pick()
 
     # -- display settings --------------------------------------------------------------
     def _on_display_setting_changed(self, _value=None) -> None:
@@ -602,6 +800,7 @@ class MainWindow(QMainWindow):
         if not self._settle_unsaved("closing"):
             event.ignore()
             return
+        self.picker.flush()  # stops training and picking, writes the picks
         self.saver.release()
         self.loader.shutdown()
         super().closeEvent(event)
@@ -747,6 +946,7 @@ class MainWindow(QMainWindow):
         opened = open_target(target, parent=self)
         if opened is None:
             return False
+        self.picker.flush()
         self.saver.release()
         self.saver.deleteLater()
         self.undo_stack.clear()
