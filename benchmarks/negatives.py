@@ -17,25 +17,19 @@ import argparse
 import logging
 import statistics
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from picker_gui.core.cache import PreprocessCache  # noqa: E402
 from picker_gui.core.coords import CoordinateTable  # noqa: E402
-from picker_gui.core.inference import extract_picks, score_map  # noqa: E402
+from picker_gui.core.jobs import TrainSettings, pick_job, run_job, train_job  # noqa: E402
 from picker_gui.core.metrics import match_picks, precision_recall_curve  # noqa: E402
-from picker_gui.core.mrc_io import Micrograph, MicrographHeader  # noqa: E402
-from picker_gui.core.preprocess import PreprocessParams, preprocess_micrograph  # noqa: E402
+from picker_gui.core.mrc_io import write_mrc  # noqa: E402
 from picker_gui.core.synthetic import SyntheticConfig, generate_micrographs  # noqa: E402
-from picker_gui.core.training import LabeledMicrograph, TrainConfig, run_training, train  # noqa: E402
-
-
-def _prep(m, params):
-    path = Path(f"{m.name}.mrc")
-    mic = Micrograph(path, m.image, m.pixel_size_a, MicrographHeader(path, m.image.shape, 2, m.pixel_size_a))
-    return preprocess_micrograph(mic, params)
 
 
 def _on_junk(picks: CoordinateTable, junk: CoordinateTable, truth: CoordinateTable, diameter: float) -> np.ndarray:
@@ -53,37 +47,44 @@ def _on_junk(picks: CoordinateTable, junk: CoordinateTable, truth: CoordinateTab
 
 
 def one_seed(seed: int, args) -> dict:
+    """Both trainings and their test picks, through the jobs a user runs (train_job,
+    pick_job): the micrographs are written as MRC files and preprocessed once, through a
+    cache that both runs share."""
+    with tempfile.TemporaryDirectory(prefix="negatives_") as tmp:
+        return _one_seed(seed, args, Path(tmp))
+
+
+def _one_seed(seed: int, args, work: Path) -> dict:
     cfg = SyntheticConfig()
     mics = list(generate_micrographs(args.n_train + args.n_test, cfg, seed=2000 + seed))
-    params = PreprocessParams(diameter_a=cfg.particle_diameter_a)
-    preps = [_prep(m, params) for m in mics]
+    paths = [write_mrc(work / f"{m.name}.mrc", m.image, m.pixel_size_a) for m in mics]
+    cache = PreprocessCache(work / "cache")
     rng = np.random.default_rng(seed)
     diameter_px = cfg.particle_diameter_a / cfg.pixel_size_a
-    diameter_ds = diameter_px / preps[0].scale[1]
-    train_m = list(zip(mics[: args.n_train], preps[: args.n_train]))
-    test_m = list(zip(mics[args.n_train :], preps[args.n_train :]))
+    train_m = list(zip(mics[: args.n_train], paths[: args.n_train]))
+    test_m = list(zip(mics[args.n_train :], paths[args.n_train :]))
     per = args.labels // args.n_train
-    positives = [m.particles[rng.choice(len(m.particles), min(per, len(m.particles)), replace=False)] for m, _ in train_m]
-    negatives = [m.junk[rng.permutation(len(m.junk))[: args.negatives_per_micrograph]] for m, _ in train_m]
-    truth = CoordinateTable.concat(m.particles.replace(micrograph=p.path.name) for m, p in test_m)
-    junk = CoordinateTable.concat(m.junk.replace(micrograph=p.path.name) for m, p in test_m)
+    positives = CoordinateTable.concat(
+        m.particles[rng.choice(len(m.particles), min(per, len(m.particles)), replace=False)].replace(micrograph=p.name)
+        for m, p in train_m
+    )
+    negatives = CoordinateTable.concat(
+        m.junk[rng.permutation(len(m.junk))[: args.negatives_per_micrograph]].replace(micrograph=p.name) for m, p in train_m
+    )
+    truth = CoordinateTable.concat(m.particles.replace(micrograph=p.name) for m, p in test_m)
+    junk = CoordinateTable.concat(m.junk.replace(micrograph=p.name) for m, p in test_m)
+    settings = TrainSettings(
+        diameter_a=cfg.particle_diameter_a,
+        expected_per_micrograph=cfg.particles_per_micrograph,
+        max_minutes=args.max_seconds / 60,
+        seed=seed,
+        device="cpu",
+    )
     out = {}
     for label, use_neg in (("without", False), ("with", True)):
-        items = [
-            LabeledMicrograph(p, pos, neg if use_neg else CoordinateTable.empty())
-            for (_, p), pos, neg in zip(train_m, positives, negatives)
-        ]
-        config = TrainConfig(
-            particle_diameter_px=diameter_ds,
-            expected_per_micrograph=cfg.particles_per_micrograph,
-            max_seconds=args.max_seconds,
-            seed=seed,
-            device="cpu",
-        )
-        result = run_training(train(items, config))
-        picks = CoordinateTable.concat(
-            extract_picks(score_map(result.model, p.image), p, diameter_ds / 2, name=p.path.name) for _, p in test_m
-        )
+        result = run_job(train_job([p for _, p in train_m], positives, negatives if use_neg else None, settings, cache=cache))
+        # Every candidate, at the particle radius the model was trained with (pick_job's default).
+        picks = run_job(pick_job(result.saved, [p for _, p in test_m], device="cpu", cache=cache)).picks
         m = match_picks(picks, truth, diameter_px / 2)
         precision, recall, thresholds = precision_recall_curve(m)
         i = int(np.searchsorted(recall, args.recall))
@@ -97,7 +98,7 @@ def one_seed(seed: int, args) -> dict:
             "n_picks": len(kept),
             "on_junk": int(on_junk.sum()),
             "precision": float(precision[i]),
-            "n_negative_labels": int(sum(len(n) for n in negatives)) if use_neg else 0,
+            "n_negative_labels": len(negatives) if use_neg else 0,
         }
     return out
 

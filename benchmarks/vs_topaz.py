@@ -167,11 +167,21 @@ def _load_prep(path: Path, scale) -> Preprocessed:
 
 
 def ours_worker(job_path: Path) -> None:
-    """Train with the defaults, following test AP against time; then time extraction."""
+    """Train with the defaults, following test AP against time; then time extraction.
+
+    This calls :func:`picker_gui.core.training.train`, not the train job that the command
+    line and the window run (:func:`picker_gui.core.jobs.train_job`), on purpose: both
+    pickers must learn from the very same downsampled pixels, which ``preprocess_all``
+    wrote once for Topaz to read, and this process's peak memory and time must be those of
+    training alone, as Topaz's are. The job would preprocess the raw micrographs again
+    (to the same pixels: the same parameters, see ``PreprocessParams(diameter_a=...)``),
+    inside the measurement. No model is saved here, so no model metadata is built.
+    """
     import torch
 
     from picker_gui.core.inference import extract_picks, score_map
-    from picker_gui.core.training import LabeledMicrograph, TrainConfig, run_training, train
+    from picker_gui.core.jobs import TrainSettings, run_job, train_config
+    from picker_gui.core.training import LabeledMicrograph, train
 
     job = json.loads(job_path.read_text())
     torch.set_num_threads(job["threads"])
@@ -193,15 +203,17 @@ def ours_worker(job_path: Path) -> None:
         result = evaluate(test_picks(model), truth, job["match_radius"])
         curve.append({"elapsed_s": report.elapsed_s, "step": report.step, "val_ap": report.val_ap, "test_ap": result["average_precision"]})
 
-    config = TrainConfig(
-        particle_diameter_px=job["diameter_px_ds"],
+    # The settings of 'picker-gui train' with its defaults, as the job would make them.
+    settings = TrainSettings(
+        diameter_a=job["diameter_a"],
         expected_per_micrograph=job["expected"],
         seed=job["seed"],
         device="cpu",
-        max_seconds=job["max_seconds"],
+        max_minutes=job["max_seconds"] / 60,
     )
+    config = train_config(settings, job["diameter_px_ds"])
     t0 = time.perf_counter()
-    result = run_training(train(items, config, on_validation=on_validation))
+    result = run_job(train(items, config, on_validation=on_validation))
     wall = time.perf_counter() - t0  # includes the test evaluations; train_time_s below does not
     per_mic = []
     picks = []
@@ -232,6 +244,7 @@ def run_ours(work: Path, data: dict, labels_path: Path, truth_path: Path, seed: 
         "train": data["train"],
         "test": data["test"],
         "scales": data["scales"],
+        "diameter_a": data["diameter_a"],
         "diameter_px_ds": data["diameter_a"] / data["ds_pixel_a"],
         "match_radius": data["match_radius"],
         "expected": data["expected_per_micrograph"],

@@ -93,7 +93,7 @@ def no_picking(monkeypatch):
     def refuse(*a, **k):
         raise AssertionError("picking started; the problem should have been found before")
 
-    monkeypatch.setattr(pick_cmd, "pick_micrographs", refuse)
+    monkeypatch.setattr(pick_cmd, "pick_job", refuse)
 
 
 @pytest.fixture
@@ -213,6 +213,28 @@ def test_train_refuses_two_micrographs_with_the_same_name(blobs, tmp_path, capsy
     (other / "m0.mrc").write_bytes((mics / "m0.mrc").read_bytes())
     assert main(_train_args(mics, labels, tmp_path / "m.pt")[:2] + [str(other)] + _train_args(mics, labels, tmp_path / "m.pt")[2:]) == 2
     assert "'m0'" in _error_line(capsys)
+
+
+def test_train_labels_that_name_no_micrograph_are_one_line(blobs, tmp_path, capsys, no_training):
+    mics, _ = blobs
+    labels = _star(tmp_path / "elsewhere.star", ["x1.mrc", "x2.mrc"], [10.0, 20.0], [10.0, 20.0])
+    assert main(_train_args(mics, labels, tmp_path / "m.pt")) == 2
+    line = _error_line(capsys)
+    assert line.startswith("error: --labels: no label names one of the given micrographs")
+    assert "x1, x2" in line and "m0, m1, m2" in line
+    assert not (tmp_path / "m.pt").exists()
+
+
+def test_train_where_no_labelled_micrograph_reads_names_them_in_one_line(tmp_path, capsys, no_training):
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    for name in ("b1", "b2"):
+        (bad / f"{name}.mrc").write_bytes(b"\0" * 10)
+    labels = _star(tmp_path / "b.star", ["b1.mrc", "b2.mrc"], [10.0, 20.0], [10.0, 20.0])
+    assert main(_train_args(bad, labels, tmp_path / "m.pt")) == 2
+    line = _error_line(capsys)
+    assert line.startswith("error: no labelled micrograph could be read: ")
+    assert "b1.mrc" in line and "b2.mrc" in line and not (tmp_path / "m.pt").exists()
 
 
 def test_pick_box_without_box_size_fails_before_picking(model_x2, tmp_path, capsys, no_picking):

@@ -47,6 +47,19 @@ def progress(items: Iterable[T], total: int | None = None, desc: str = "") -> It
     return iter(tqdm(items, total=total, desc=desc, unit="mic", disable=None, file=sys.stderr, leave=False))
 
 
+@contextlib.contextmanager
+def progress_bar(total: int | None, desc: str = "") -> Iterator:
+    """A tqdm bar on stderr when it is a terminal (``bar.update(1)`` per micrograph done), a
+    bar that shows nothing otherwise; closed when the block ends."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, desc=desc, unit="mic", disable=None, file=sys.stderr, leave=False)
+    try:
+        yield bar
+    finally:
+        bar.close()
+
+
 def report_failures(failures: list[tuple[str, str]], total: int, what: str) -> int:
     """Log a batch's failures; return the exit code (0 all good, 1 some failed)."""
     if not failures:
@@ -229,8 +242,8 @@ def relion_naming(args: argparse.Namespace, fmt: str) -> dict:
 
 def check_first_micrograph(paths: Iterable[Path], params, *, pixel_size: float | None, diameter_a: float | None,
                            option: str, need_pixel_size: bool = False):
-    """Refuse a downsampling, diameter or pixel size that cannot work, on the first micrograph
-    whose header reads (a bad file is reported later, with the batch); log the warnings.
+    """:func:`picker_gui.core.jobs.check_first_micrograph` for a command: the warnings are
+    logged.
 
     Returns
     -------
@@ -238,22 +251,12 @@ def check_first_micrograph(paths: Iterable[Path], params, *, pixel_size: float |
         The header read and the downsampling factor it gets (None when there is no pixel size
         to size from); None when no header could be read.
     """
-    from picker_gui.core.errors import MicrographError
-    from picker_gui.core.mrc_io import read_header
-    from picker_gui.core.preprocess import check_sizes
+    from picker_gui.core.jobs import check_first_micrograph as check
 
-    for path in paths:
-        try:
-            header = read_header(path, pixel_size)
-        except MicrographError:
-            continue
-        if header.pixel_size_a is None and need_pixel_size:
-            raise UsageError(f"{path}: no pixel size in the header; give the pixel size in Å", option="--pixel-size")
-        try:
-            factor, _ = params.factor_for(header.pixel_size_a)
-        except ValueError:  # no pixel size to size from: each micrograph reports it
-            factor = None
-        for warning in check_sizes(header.shape, header.pixel_size_a, diameter_a, factor, downsample_option=option):
-            logger.warning("%s", warning)
-        return header, factor
-    return None
+    first = check(list(paths), params, pixel_size_a=pixel_size, diameter_a=diameter_a, option=option,
+                  need_pixel_size=need_pixel_size)
+    if first is None:
+        return None
+    for warning in first.warnings:
+        logger.warning("%s", warning)
+    return first.header, first.factor

@@ -22,15 +22,20 @@ from pathlib import Path
 
 import numpy as np
 
-from picker_gui.commands._common import add_relion_naming_args, check_coordinate_output, positive_float, progress, relion_naming, report_failures
+from picker_gui.commands._common import (
+    add_relion_naming_args,
+    check_coordinate_output,
+    positive_float,
+    progress_bar,
+    relion_naming,
+    report_failures,
+)
 from picker_gui.core.cache import PreprocessCache
-from picker_gui.core.coords import CoordinateTable
-from picker_gui.core.errors import MicrographError
 from picker_gui.core.formats import WRITE_FORMATS, write_coordinates
-from picker_gui.core.inference import pick_micrographs
+from picker_gui.core.jobs import pick_job, run_job
 from picker_gui.core.models import load_model
 from picker_gui.core.mrc_io import find_micrographs, require_unique_micrographs
-from picker_gui.core.training import select_device
+from picker_gui.core.training import check_device_name
 
 logger = logging.getLogger(__name__)
 
@@ -54,27 +59,17 @@ def main(args: argparse.Namespace) -> int:
     fmt = check_coordinate_output(args.out, args.format, inputs=[args.model, *paths], box_size=args.box_size,
                                   n_micrographs=len(paths))
     naming = relion_naming(args, fmt)
-    device, warning = select_device(args.device)
-    if warning:
-        logger.warning("%s", warning)
+    check_device_name(args.device)
     saved = load_model(args.model)
-    tables, failures = [], []
-    for path, result in progress(
-        pick_micrographs(saved, paths, device=device, threshold=args.threshold, radius_px=args.radius_px,
-                         pixel_size_a=args.pixel_size, cache=PreprocessCache()),
-        total=len(paths),
-        desc="pick",
-    ):
-        if isinstance(result, MicrographError):
-            failures.append((str(path), str(result)))
-            continue
-        tables.append(result)
-        logger.debug("%s: %d picks", path.name, len(result))
-    if not tables:
-        report_failures(failures, len(paths), "micrographs")
+    with progress_bar(len(paths), "pick") as bar:
+        job = pick_job(saved, paths, threshold=args.threshold, radius_px=args.radius_px, pixel_size_a=args.pixel_size,
+                       device=args.device, cache=PreprocessCache())
+        result = run_job(job, lambda report: bar.update(1))
+    if not result.done:
+        report_failures(result.failures, len(paths), "micrographs")
         logger.error("no micrograph could be picked; nothing written to %s", args.out)
         return 1
-    picks = CoordinateTable.concat(tables)
-    write_coordinates(picks, args.out, fmt, box_size=args.box_size, **naming)
-    logger.info("wrote %d picks on %d micrograph(s) to %s (device %s)", len(picks), len(tables), args.out, device)
-    return report_failures(failures, len(paths), "micrographs")
+    write_coordinates(result.picks, args.out, fmt, box_size=args.box_size, **naming)
+    logger.info("wrote %d picks on %d micrograph(s) to %s (device %s)", len(result.picks), len(result.done), args.out,
+                result.device)
+    return report_failures(result.failures, len(paths), "micrographs")

@@ -23,23 +23,16 @@ import logging
 import threading
 from pathlib import Path
 
-from picker_gui.commands._common import (
-    check_first_micrograph,
-    check_model_output,
-    first_interrupt_stops,
-    positive_float,
-    positive_int,
-    report_failures,
-)
+from picker_gui.commands._common import check_model_output, first_interrupt_stops, positive_float, positive_int, report_failures
 from picker_gui.core.cache import PreprocessCache
-from picker_gui.core.coords import CoordinateTable, micrograph_key
-from picker_gui.core.errors import MicrographError, UsageError
+from picker_gui.core.coords import CoordinateTable
+from picker_gui.core.errors import UsageError
 from picker_gui.core.formats import READ_FORMATS, read_coordinates
+from picker_gui.core.jobs import JobReport, TrainSettings, run_job, train_job
 from picker_gui.core.models import ARCHITECTURES, save_model
-from picker_gui.core.mrc_io import find_micrographs, require_unique_micrographs
+from picker_gui.core.mrc_io import find_micrographs
 from picker_gui.core.objectives import OBJECTIVES
-from picker_gui.core.preprocess import PreprocessParams, preprocess_file
-from picker_gui.core.training import LabeledMicrograph, TrainConfig, check_config, run_training, train
+from picker_gui.core.training import TrainConfig
 
 logger = logging.getLogger(__name__)
 
@@ -74,31 +67,43 @@ def _read_labels(path: Path, fmt: str | None) -> CoordinateTable:
     return read_coordinates(path, fmt)
 
 
-def _config(args: argparse.Namespace, diameter_px: float) -> TrainConfig:
-    return TrainConfig(
-        particle_diameter_px=diameter_px,
-        objective=args.objective,
-        pi=args.pi,
+def settings_from_args(args: argparse.Namespace) -> TrainSettings:
+    """The run's settings, from the options."""
+    return TrainSettings(
+        diameter_a=args.diameter_a,
         expected_per_micrograph=args.expected_per_micrograph,
-        radius_px=args.radius,
+        pi=args.pi,
+        objective=args.objective,
+        downsample=args.downsample,
+        pixel_size_a=args.pixel_size,
         architecture=args.model,
+        radius_px=args.radius,
         autoencoder=args.autoencoder,
-        max_steps=args.epochs * TrainConfig.eval_every if args.epochs else TrainConfig.max_steps,
-        max_seconds=args.max_minutes * 60,
+        max_steps=args.epochs * TrainConfig.eval_every if args.epochs else None,
+        max_minutes=args.max_minutes,
         patience=args.patience,
-        seed=args.seed,
         device=args.device,
+        seed=args.seed,
     )
 
 
-def _check_before_work(args: argparse.Namespace, params: PreprocessParams, paths: list[Path]) -> None:
-    """Sizes and settings that cannot work, from the first readable header: refused before
-    any micrograph is preprocessed (the core checks again, exactly, before training)."""
-    first = check_first_micrograph(paths, params, pixel_size=args.pixel_size, diameter_a=args.diameter_a,
-                                   option="--downsample" if args.downsample else "--diameter-a", need_pixel_size=True)
-    if first is not None:
-        header, factor = first
-        check_config(_config(args, args.diameter_a / (header.pixel_size_a * factor)))
+def _log_step(report: JobReport) -> None:
+    """Validation steps at INFO, the others at DEBUG (``-v``); the job logs everything else."""
+    step = report.train
+    if step is None:
+        return
+    if step.val_ap is None:
+        logger.debug("step %5d  %5.0f s  loss %.4f", step.step, step.elapsed_s, step.loss)
+    else:
+        logger.info(
+            "step %5d  %5.0f s  loss %.4f%s  validation AP %.3f (best %.3f)",
+            step.step,
+            step.elapsed_s,
+            step.loss,
+            f"  GE {step.ge_penalty:.4f}" if step.ge_penalty is not None else "",
+            step.val_ap,
+            step.best_val_ap,
+        )
 
 
 def main(args: argparse.Namespace) -> int:
@@ -106,69 +111,27 @@ def main(args: argparse.Namespace) -> int:
     label_files = [args.labels] + ([args.negatives] if args.negatives else [])
     check_model_output(args.out, [*found, *label_files])
     positives = _read_labels(args.labels, args.labels_format)
-    negatives = _read_labels(args.negatives, args.labels_format) if args.negatives else CoordinateTable.empty()
-    labelled = set(positives.keys) | set(negatives.keys)
-    paths = [p for p in found if micrograph_key(p) in labelled]
-    if not paths:
-        raise UsageError(f"{args.labels}: no label names one of the given micrographs (names match by basename)")
-    paths = require_unique_micrographs(paths)
-    missing = labelled - {micrograph_key(p) for p in paths}
-    if missing:
-        logger.warning("%d labelled micrograph(s) not among MICROGRAPHS, ignored: %s", len(missing), ", ".join(sorted(missing)[:5]))
-    params = PreprocessParams(downsample=args.downsample, diameter_a=args.diameter_a, pixel_size_a=args.pixel_size)
-    _check_before_work(args, params, paths)
-    cache = PreprocessCache()
-    items, failures = [], []
-    for path in paths:
-        try:
-            prep = preprocess_file(path, params, cache)
-        except (MicrographError, ValueError) as exc:
-            failures.append((str(path), str(exc)))
-            continue
-        key = micrograph_key(path)
-        items.append(LabeledMicrograph(prep, positives.for_micrograph(key), negatives.for_micrograph(key).with_kind("negative")))
-    if not items:
-        report_failures(failures, len(paths), "micrographs")
-        raise UsageError("no labelled micrograph could be read")
-    first = items[0].prep
-    if first.pixel_size_a is None:
-        raise UsageError(f"{first.path}: no pixel size in the header; give the pixel size in Å", option="--pixel-size")
-    factor, reason = params.factor_for(first.pixel_size_a / first.scale[1])
-    logger.info("%s", reason)
-    config = _config(args, args.diameter_a / first.pixel_size_a)
-    metadata = {
-        "downsample": factor,
-        "downsampled_pixel_size_a": first.pixel_size_a,
-        "normalization": params.normalization,
-        "particle_diameter_a": args.diameter_a,
-        "original_pixel_size_a": first.pixel_size_a / first.scale[1],
-    }
+    negatives = _read_labels(args.negatives, args.labels_format) if args.negatives else None
+    settings = settings_from_args(args)
+    total = 0  # labelled micrographs, for the failure summary
 
-    def log_report(report) -> None:
-        if report.val_ap is None:
-            logger.debug("step %5d  %5.0f s  loss %.4f", report.step, report.elapsed_s, report.loss)
-        else:
-            logger.info(
-                "step %5d  %5.0f s  loss %.4f%s  validation AP %.3f (best %.3f)",
-                report.step,
-                report.elapsed_s,
-                report.loss,
-                f"  GE {report.ge_penalty:.4f}" if report.ge_penalty is not None else "",
-                report.val_ap,
-                report.best_val_ap,
-            )
+    def on_report(report: JobReport) -> None:
+        nonlocal total
+        if report.stage == "preprocess":
+            total = report.total or 0
+        _log_step(report)
 
     stop = threading.Event()
     with first_interrupt_stops(stop, "Ctrl-C: stopping after this step and saving the best model so far "
                                      "(Ctrl-C again to quit at once, saving nothing)"):
-        result = run_training(train(items, config, stop=stop, metadata=metadata), log_report)
-    code = report_failures(failures, len(paths), "micrographs")
+        result = run_job(train_job(found, positives, negatives, settings, stop=stop, cache=PreprocessCache()), on_report)
+    code = report_failures(result.failures, total, "micrographs")
+    meta = result.saved.metadata
     if stop.is_set():
-        meta = result.metadata
         if not meta["steps"]:
             logger.warning("interrupted before the first training step; nothing saved")
             return 130
-        save_model(args.out, result.model, meta)
+        save_model(args.out, result.saved.model, meta)
         ap = meta["best_validation_ap"]
         logger.warning(
             "interrupted: saved the best model so far (step %d, validation AP %s) to %s",
@@ -177,6 +140,6 @@ def main(args: argparse.Namespace) -> int:
             args.out,
         )
         return 130
-    save_model(args.out, result.model, result.metadata)
+    save_model(args.out, result.saved.model, meta)
     logger.info("saved the model to %s", args.out)
     return code

@@ -13,15 +13,13 @@ from __future__ import annotations
 import logging
 from os import PathLike
 from pathlib import Path
-from typing import Iterable, Iterator
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from picker_gui.core.coords import PARTICLE, CoordinateTable
-from picker_gui.core.errors import MicrographError
-from picker_gui.core.models import PickerNet, SavedModel
+from picker_gui.core.models import PickerNet
 from picker_gui.core.preprocess import Preprocessed, PreprocessParams, preprocess_file
 
 logger = logging.getLogger(__name__)
@@ -135,44 +133,55 @@ def _assumed_pixel_size(path: Path, metadata: dict) -> str:
     return f"{path}: no pixel size in the header; {assumed}; give --pixel-size if that is wrong"
 
 
-def pick_micrographs(
-    saved: SavedModel,
-    paths: Iterable[str | PathLike],
+def pick_file(
+    model: PickerNet,
+    metadata: dict,
+    path: str | PathLike,
     *,
     device: str | torch.device = "cpu",
     threshold: float = -np.inf,
     radius_px: float | None = None,
     pixel_size_a: float | None = None,
     cache=None,
-) -> Iterator[tuple[Path, CoordinateTable | MicrographError]]:
-    """Preprocess each micrograph as the model was trained, score it and extract picks,
-    one micrograph at a time (a bad one yields its error and the rest go on).
+) -> tuple[CoordinateTable, list[str]]:
+    """Preprocess one micrograph as the model was trained, score it and extract its picks
+    (:func:`picker_gui.core.jobs.pick_job` runs it on a batch).
 
     Parameters
     ----------
+    model
+        Already on ``device`` (the job copies it there once).
+    metadata
+        The model's: how it was trained (see :func:`preprocess_params_for`).
     radius_px
         NMS radius (the least distance between two picks) in *original-micrograph* pixels,
-        as every coordinate a user sees; converted with each micrograph's downsampling.
+        as every coordinate a user sees; converted with the micrograph's downsampling.
         Default: the particle radius the model was trained with.
     pixel_size_a
-        Overrides the headers. A micrograph with no pixel size anywhere is downsampled by
+        Overrides the header. A micrograph with no pixel size anywhere is downsampled by
         the model's factor, as if it had the model's original pixel size; a warning names
         the file and the assumption.
+
+    Returns
+    -------
+    picks, notes
+        Every candidate, ranked, in original-micrograph pixels; and warnings about this
+        micrograph (a pixel size assumed), also logged.
+
+    Raises
+    ------
+    MicrographError
+        The micrograph cannot be read or preprocessed.
     """
     from picker_gui.core.mrc_io import read_header
 
-    meta = saved.metadata
-    model = saved.model.to(device)
-    for p in paths:
-        path = Path(p)
-        try:
-            header_px = pixel_size_a or read_header(path).pixel_size_a
-            if not header_px:
-                logger.warning("%s", _assumed_pixel_size(path, meta))
-            prep = preprocess_file(path, preprocess_params_for(meta, header_px), cache)
-        except MicrographError as exc:
-            yield path, exc
-            continue
-        radius = meta["nms_radius_px"] if radius_px is None else radius_px / prep.scale[1]
-        scores = score_map(model, prep.image, device)
-        yield path, extract_picks(scores, prep, radius, threshold, name=path.name)
+    path = Path(path)
+    notes = []
+    header_px = pixel_size_a or read_header(path).pixel_size_a
+    if not header_px:
+        notes.append(_assumed_pixel_size(path, metadata))
+        logger.warning("%s", notes[-1])
+    prep = preprocess_file(path, preprocess_params_for(metadata, header_px), cache)
+    radius = metadata["nms_radius_px"] if radius_px is None else radius_px / prep.scale[1]
+    scores = score_map(model, prep.image, device)
+    return extract_picks(scores, prep, radius, threshold, name=path.name), notes

@@ -13,6 +13,8 @@ dilation for inference).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from dataclasses import dataclass
 from os import PathLike
@@ -104,9 +106,41 @@ class SavedModel:
     metadata: dict[str, Any]
 
 
+#: Metadata entries that say which program wrote a file, not what the model is: left out of
+#: :func:`model_id`, so that an identity computed before saving holds after loading.
+_NOT_IDENTITY = ("model_id", "format_version", "picker_gui_version")
+
+
+def _identity_metadata(model: PickerNet, metadata: dict[str, Any]) -> dict[str, Any]:
+    meta = {k: v for k, v in metadata.items() if k not in _NOT_IDENTITY}
+    meta.update(architecture=model.architecture, width=model.width, receptive_field=model.receptive_field)
+    return meta
+
+
+def model_id(saved: SavedModel) -> str:
+    """A short, stable identity of a model: 16 hex digits of SHA-256 over its metadata (JSON,
+    sorted keys) and every tensor of its state_dict (name, dtype, shape and bytes, in key
+    order).
+
+    Picks carry it to say which model made them. It is the same before saving and after
+    loading (:func:`save_model` stores it as ``metadata["model_id"]``, :func:`load_model`
+    recomputes it) and changes when any weight or metadata entry changes; the entries that
+    only name the writing program (format and picker-gui version) are left out.
+    """
+    digest = hashlib.sha256()
+    meta = _identity_metadata(saved.model, saved.metadata)
+    digest.update(json.dumps(meta, sort_keys=True, default=str).encode())
+    for name, tensor in sorted(saved.model.state_dict().items()):
+        t = tensor.detach().cpu().contiguous()
+        digest.update(f"\0{name}\0{t.dtype}\0{tuple(t.shape)}\0".encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
 def save_model(path: str | PathLike, model: PickerNet, metadata: dict[str, Any]) -> Path:
     """Save a state_dict and plain metadata (architecture, downsampling, pixel size,
-    normalisation, particle diameter, objective, pi, label counts, version).
+    normalisation, particle diameter, objective, pi, label counts, version, and the
+    :func:`model_id` that picks made with it carry).
 
     The file is written under a unique temporary name beside ``path`` and renamed over it
     (:func:`~picker_gui.core.paths.atomic_path`), so a crash, a full disk or Ctrl-C never
@@ -116,11 +150,9 @@ def save_model(path: str | PathLike, model: PickerNet, metadata: dict[str, Any])
     from picker_gui.core.paths import atomic_path
 
     path = Path(path)
-    meta = dict(metadata)
+    meta = _identity_metadata(model, metadata)
     meta.update(
-        architecture=model.architecture,
-        width=model.width,
-        receptive_field=model.receptive_field,
+        model_id=model_id(SavedModel(model, meta)),
         format_version=MODEL_FORMAT_VERSION,
         picker_gui_version=__version__,
     )
@@ -133,6 +165,9 @@ def save_model(path: str | PathLike, model: PickerNet, metadata: dict[str, Any])
 
 def load_model(path: str | PathLike, device: str | torch.device = "cpu") -> SavedModel:
     """Load a model saved by :func:`save_model` (``weights_only``: no pickled code runs).
+
+    ``metadata["model_id"]`` is recomputed from what was read (:func:`model_id`), so a file
+    saved before model ids existed gets one, and the id always describes these weights.
 
     Raises
     ------
@@ -174,4 +209,6 @@ def load_model(path: str | PathLike, device: str | torch.device = "cpu") -> Save
         raise PickerError(f"{not_a_model}; its weights do not fit the {meta['architecture']} "
                           f"architecture of width {meta['width']})") from None
     model.to(device).eval()
-    return SavedModel(model, meta)
+    saved = SavedModel(model, dict(meta))
+    saved.metadata["model_id"] = model_id(saved)
+    return saved

@@ -3,7 +3,11 @@
 ``train(...)`` yields a :class:`TrainReport` after every step (cheap numbers only, safe to
 send to a GUI thread) and returns a :class:`TrainResult` with the best model by validation
 average precision. A caller stops it by setting ``stop`` (checked between steps) or by
-closing the generator; either way the best model so far is kept.
+closing the generator; either way the best model so far is kept. ``init_state`` starts
+from a trained model's weights (fine-tuning). It trains on micrographs already
+preprocessed and labelled; :func:`picker_gui.core.jobs.train_job` is the whole job (labels
+matched to files, sizes checked, preprocessing, the saved model's metadata) that the
+command line and the window run.
 
 How a minibatch is made (the fully convolutional counterpart of Topaz's balanced crops):
 
@@ -460,12 +464,88 @@ def _validation_ap(model, items, device, config) -> float:
     return average_precision(match_picks(picks, truth_table, config.nms_radius_px * scale))
 
 
+def choose_model(config: TrainConfig) -> tuple[str, str]:
+    """The architecture a run uses, and why (as asked, or from the particle diameter)."""
+    if config.architecture is not None:
+        return config.architecture, "as asked"
+    return choose_architecture(config.particle_diameter_px)
+
+
+def initial_model(config: TrainConfig, init_state: dict[str, torch.Tensor] | None = None) -> tuple[PickerNet, str]:
+    """The model a run starts from, and why that architecture: fresh weights (seeded by
+    ``config.seed``), or ``init_state`` loaded into the same architecture and width.
+
+    Raises
+    ------
+    ValueError
+        When ``init_state`` does not fit the architecture and width of ``config`` (the
+        caller takes them from the model it fine-tunes).
+    """
+    arch, reason = choose_model(config)
+    torch.manual_seed(config.seed)
+    model = PickerNet(arch, config.width)
+    if init_state is not None:
+        try:
+            model.load_state_dict(init_state)
+        except RuntimeError:
+            raise ValueError(f"the starting weights do not fit the {arch} architecture of width {config.width}; "
+                             f"give the architecture and width of the model they come from") from None
+        reason += ", starting from the given weights"
+    return model, reason
+
+
+def _result_metadata(config: TrainConfig, items: Sequence[LabeledMicrograph], objective: str, pi: float | None, *,
+                     best_ap: float | None, best_step: int, steps: int, stopped_by: str,
+                     metadata: dict[str, Any] | None) -> dict[str, Any]:
+    """What a run adds to the caller's metadata (preprocessing, pixel size): the entries a
+    saved model carries about its training."""
+    meta = dict(metadata or {})
+    meta.update(
+        objective=objective,
+        autoencoder=config.autoencoder,
+        pi=pi,
+        radius_px=config.radius_px,
+        particle_diameter_px=config.particle_diameter_px,
+        nms_radius_px=config.nms_radius_px,
+        n_positive_labels=int(sum(len(it.positives) for it in items)),
+        n_negative_labels=int(sum(len(it.negatives) for it in items)),
+        n_micrographs=len(items),
+        best_validation_ap=best_ap,
+        best_step=best_step,
+        steps=steps,
+        stopped_by=stopped_by,
+        seed=config.seed,
+    )
+    return meta
+
+
+def untrained_result(
+    items: Sequence[LabeledMicrograph],
+    config: TrainConfig,
+    init_state: dict[str, torch.Tensor] | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> TrainResult:
+    """What :func:`train` returns when it is stopped before its first step, without setting
+    up a run: the starting model (on the CPU, in eval mode) with the metadata of a run of
+    0 steps, ``stopped_by="cancelled"``. For a caller stopped before it could train (during
+    preprocessing); ``items`` may be empty (pi is then None unless given)."""
+    model, _ = initial_model(config, init_state)
+    pi = config.pi
+    if pi is None and items:
+        pi, _ = estimate_pi(config, items)
+    objective = config.objective.lower().replace("_", "-")  # as make_objective names it
+    meta = _result_metadata(config, items, objective, pi, best_ap=None, best_step=0, steps=0, stopped_by="cancelled",
+                            metadata=metadata)
+    return TrainResult(model.eval(), meta, [], "cancelled", [])
+
+
 def train(
     items: Sequence[LabeledMicrograph],
     config: TrainConfig,
     stop: threading.Event | Callable[[], bool] | None = None,
     metadata: dict[str, Any] | None = None,
     on_validation: Callable[[TrainReport, PickerNet], None] | None = None,
+    init_state: dict[str, torch.Tensor] | None = None,
 ) -> Generator[TrainReport, None, TrainResult]:
     """Train a picker; yields a report per step and returns the best model.
 
@@ -484,6 +564,10 @@ def train(
         Called with the report and the model (in eval mode, on its device) after every
         validation; benchmarks use it to follow accuracy against time. Must not keep or
         modify the model.
+    init_state
+        Fine-tuning: a state_dict loaded into the new model before the first step (see
+        :func:`initial_model`; ``config`` must give its architecture and width). Stopped
+        before the first step, these weights are what comes back.
 
     Raises
     ------
@@ -499,17 +583,14 @@ def train(
     should_stop = stop.is_set if isinstance(stop, threading.Event) else (stop or (lambda: False))
     t0 = time.perf_counter()
     rng = np.random.default_rng(config.seed)
-    torch.manual_seed(config.seed)
     device, warning = select_device(config.device)
     if warning:
         logger.warning("%s", warning)
         warnings.append(warning)
 
-    arch = config.architecture
-    arch_reason = "as asked"
-    if arch is None:
-        arch, arch_reason = choose_architecture(config.particle_diameter_px)
-    model = PickerNet(arch, config.width).to(device)
+    model, arch_reason = initial_model(config, init_state)
+    arch = model.architecture
+    model = model.to(device)
     rf = model.receptive_field
     pi, pi_reason = estimate_pi(config, items)
     kwargs: dict[str, Any] = {"negative_weight": config.negative_weight}
@@ -608,23 +689,8 @@ def train(
         model.load_state_dict(best_state)
         model.cpu().eval()
 
-    meta = dict(metadata or {})
-    meta.update(
-        objective=objective.name,
-        autoencoder=config.autoencoder,
-        pi=pi,
-        radius_px=config.radius_px,
-        particle_diameter_px=config.particle_diameter_px,
-        nms_radius_px=config.nms_radius_px,
-        n_positive_labels=int(sum(len(it.positives) for it in items)),
-        n_negative_labels=int(sum(len(it.negatives) for it in items)),
-        n_micrographs=len(items),
-        best_validation_ap=best_ap,
-        best_step=best_step,
-        steps=done,
-        stopped_by=stopped_by,
-        seed=config.seed,
-    )
+    meta = _result_metadata(config, items, objective.name, pi, best_ap=best_ap, best_step=best_step, steps=done,
+                            stopped_by=stopped_by, metadata=metadata)
     logger.info(
         "training stopped (%s) after %d steps, %.0f s; best validation AP %s",
         stopped_by,
@@ -644,11 +710,8 @@ def train(
 
 
 def run_training(gen: Generator[TrainReport, None, TrainResult], on_report: Callable[[TrainReport], None] | None = None) -> TrainResult:
-    """Drive a :func:`train` generator to its end (headless callers), passing each report on."""
-    while True:
-        try:
-            report = next(gen)
-        except StopIteration as end:
-            return end.value
-        if on_report is not None:
-            on_report(report)
+    """Drive a :func:`train` generator to its end (headless callers), passing each report on;
+    the same as :func:`picker_gui.core.jobs.run_job`."""
+    from picker_gui.core.jobs import run_job
+
+    return run_job(gen, on_report)

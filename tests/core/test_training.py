@@ -317,6 +317,29 @@ def test_cancel_before_the_first_validation_keeps_a_validated_trained_model(data
     assert 0.0 <= result.metadata["best_validation_ap"] <= 1.0
 
 
+def test_init_state_is_where_training_starts_and_must_fit_the_architecture(data):
+    from picker_gui.core.models import PickerNet
+    from picker_gui.core.training import untrained_result
+
+    items, _ = data
+    torch.manual_seed(123)
+    start = PickerNet("conv31", 8)
+    state = {k: v.clone() for k, v in start.state_dict().items()}
+    stop = threading.Event()
+    stop.set()  # stopped before the first step: the starting weights come back
+    result = run_training(train(items, _config("ge-binomial"), stop=stop, init_state=state))
+    assert result.metadata["steps"] == 0 and result.stopped_by == "cancelled"
+    for k, v in result.model.state_dict().items():
+        assert torch.equal(v, state[k]), k
+    # The same without setting up a run (a caller stopped while preprocessing).
+    quick = untrained_result(items, _config("ge-binomial"), state, {"downsample": 1.0})
+    assert quick.metadata["steps"] == 0 and quick.metadata["downsample"] == 1.0 and quick.metadata["pi"] > 0
+    for k, v in quick.model.state_dict().items():
+        assert torch.equal(v, state[k]), k
+    with pytest.raises(ValueError, match="do not fit the conv47 architecture"):
+        next(train(items, _config("ge-binomial", architecture="conv47"), init_state=state))
+
+
 # -- saving and loading ----------------------------------------------------------------------
 def test_save_model_is_atomic_and_leaves_no_temporary_file(data, tmp_path, monkeypatch):
     items, _ = data
