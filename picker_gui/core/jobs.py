@@ -511,7 +511,7 @@ def train_job(
     if stopped or should_stop():
         logger.debug("stopped before the first training step")
         result = untrained_result(items, config, init_state, metadata)
-        return TrainJobResult(SavedModel(result.model, result.metadata), failures, result.stopped_by, warnings)
+        return TrainJobResult(_identified(result), failures, result.stopped_by, warnings)
 
     gen = train(items, config, stop=stop, metadata=metadata, on_validation=on_validation, init_state=init_state)
     try:
@@ -529,8 +529,17 @@ def train_job(
             yield JobReport("train", report.step, config.max_steps, message=message, train=report)
     finally:
         gen.close()
-    return TrainJobResult(SavedModel(result.model, result.metadata), failures, result.stopped_by,
-                          warnings + result.warnings)
+    return TrainJobResult(_identified(result), failures, result.stopped_by, warnings + result.warnings)
+
+
+def _identified(result) -> "SavedModel":
+    """The trained model with ``metadata["model_id"]``, the id picks made with it carry (the
+    same one :func:`~picker_gui.core.models.save_model` stores)."""
+    from picker_gui.core.models import SavedModel, model_id
+
+    saved = SavedModel(result.model, result.metadata)
+    saved.metadata["model_id"] = model_id(saved)
+    return saved
 
 
 # -- picking ---------------------------------------------------------------------------------

@@ -37,7 +37,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from picker_gui.core.coords import CoordinateTable
+from picker_gui.core.coords import CoordinateTable, micrograph_key
 from picker_gui.core.errors import UsageError
 from picker_gui.core.inference import extract_picks, score_map
 from picker_gui.core.metrics import average_precision, match_picks
@@ -691,6 +691,8 @@ def train(
 
     meta = _result_metadata(config, items, objective.name, pi, best_ap=best_ap, best_step=best_step, steps=done,
                             stopped_by=stopped_by, metadata=metadata)
+    # Which micrographs the model never trained on: their labels give a fair recall estimate.
+    meta["validation_micrographs"] = [micrograph_key(items[i].name) for i in val_idx]
     logger.info(
         "training stopped (%s) after %d steps, %.0f s; best validation AP %s",
         stopped_by,

@@ -45,6 +45,8 @@ from picker_gui.gui.controls import DisplayControls
 from picker_gui.gui.dialogs import ImportDialog
 from picker_gui.gui.micrograph_list import MicrographEntry, MicrographList
 from picker_gui.gui.picking import PickerController
+from picker_gui.gui.gallery import GalleryWidget, crops_for
+from picker_gui.gui.threshold_panel import ThresholdPanel
 from picker_gui.gui.train_panel import TrainPanel
 from picker_gui.gui.undo import AddLabel, MoveLabel, RemoveLabel, ReplaceLabels
 from picker_gui.gui.workers import DisplayLoader, DisplayRequest, JobRunner, LoadedMicrograph
@@ -121,6 +123,8 @@ class MainWindow(QMainWindow):
         self.jobs = JobRunner(self)
         self.picker = PickerController(self.state, self.jobs, self.paths, self)
         self.train_panel = TrainPanel()
+        self.threshold_panel = ThresholdPanel()
+        self.gallery = GalleryWidget()
         central = QWidget()
         column = QVBoxLayout(central)
         column.setContentsMargins(0, 0, 0, 0)
@@ -135,6 +139,8 @@ class MainWindow(QMainWindow):
             ("Micrographs", self.mic_list, Qt.DockWidgetArea.LeftDockWidgetArea),
             ("Display and labelling", self.controls, Qt.DockWidgetArea.RightDockWidgetArea),
             ("Train", self.train_panel, Qt.DockWidgetArea.RightDockWidgetArea),
+            ("Picks", self.threshold_panel, Qt.DockWidgetArea.RightDockWidgetArea),
+            ("Gallery", self.gallery, Qt.DockWidgetArea.BottomDockWidgetArea),
         ):
             dock = QDockWidget(title, self)
             dock.setObjectName(title)
@@ -142,6 +148,11 @@ class MainWindow(QMainWindow):
             dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable | QDockWidget.DockWidgetFeature.DockWidgetFloatable)
             self.addDockWidget(area, dock)
             self.docks[title] = dock
+        # One column on the right: display, training and picks as tabs, the one at work in front.
+        self.tabifyDockWidget(self.docks["Display and labelling"], self.docks["Train"])
+        self.tabifyDockWidget(self.docks["Train"], self.docks["Picks"])
+        self.docks["Display and labelling"].raise_()
+        self.docks["Gallery"].hide()  # shown with the first picks
         self.resizeDocks([self.docks["Micrographs"]], [320], Qt.Orientation.Horizontal)
         self.resizeDocks([self.docks["Display and labelling"]], [330], Qt.Orientation.Horizontal)
 
@@ -160,6 +171,7 @@ class MainWindow(QMainWindow):
         notes = [warnings] if isinstance(warnings, str) else list(warnings or [])
         self._attach_saver(read_only, notes)
         self._load_project_view()
+        self._update_actions()
         self._tell(notes)
 
     # -- the state this window shows -------------------------------------------------------
@@ -254,6 +266,7 @@ class MainWindow(QMainWindow):
         self.act_pick = a("&Pick all micrographs", lambda: self.picker.pick(), ["Ctrl+P"], None, "Pick every micrograph not picked yet with the current model")
         self.act_load_model = a("&Load model…", self.load_model_dialog, [], None, "Pick with a model saved earlier (picker-gui train, or this window)")
         self.act_save_model = a("Save &model as…", self.save_model_dialog, [], None, "Save the current model to a file, to pick other data with it")
+        self.act_export_picks = a("E&xport picks…", self.export_picks_dialog, ["Ctrl+Shift+E"], "export", "Write the picks at a threshold as RELION STAR, EMAN .box, Topaz, CSV… in original-micrograph pixels")
         self.act_pick_other = a("Pick &another folder with this model…", self.pick_other_folder, [], None, "Open another folder of micrographs and pick it with the current model")
         self.act_shortcuts = a("&Keyboard shortcuts", self.show_shortcuts, ["F1"])
         self.act_about = a("&About", self.show_about)
@@ -265,7 +278,7 @@ class MainWindow(QMainWindow):
         self.recent_menu.aboutToShow.connect(self._fill_recent_menu)
         m.addActions([self.act_save_as])
         m.addSeparator()
-        m.addActions([self.act_import, self.act_export])
+        m.addActions([self.act_import, self.act_export, self.act_export_picks])
         m.addSeparator()
         m.addAction(self.act_quit)
         m = bar.addMenu("&Edit")
@@ -282,6 +295,8 @@ class MainWindow(QMainWindow):
         m.addActions([self.act_pick, self.act_pick_other])
         m.addSeparator()
         m.addActions([self.act_load_model, self.act_save_model])
+        m.addSeparator()
+        m.addAction(self.act_export_picks)
         self.picker_menu = m
         m = bar.addMenu("&Help")
         m.addActions([self.act_shortcuts, self.act_about])
@@ -333,6 +348,16 @@ class MainWindow(QMainWindow):
         p.message.connect(lambda text: self.statusBar().showMessage(text, 8000))
         p.error.connect(lambda title, text: QMessageBox.warning(self, title, text))
         p.running_changed.connect(self._update_actions)
+        tp = self.threshold_panel
+        tp.threshold_changed.connect(self._on_threshold_moved)
+        tp.threshold_committed.connect(lambda _t: self._schedule_settings_save())
+        tp.min_distance_changed.connect(self._on_min_distance_changed)
+        self.gallery.item_activated.connect(self.jump_to)
+        self._scores_timer = QTimer(self, singleShot=True, interval=300)  # picks stream in: redraw the histogram now and then
+        self._scores_timer.timeout.connect(self._refresh_scores)
+        self._gallery_timer = QTimer(self, singleShot=True, interval=150)
+        self._gallery_timer.timeout.connect(self._refresh_gallery)
+        self.loader.loaded.connect(self._fill_gallery_crops)
         ev = self.state.events
         ev.picks.connect(self._on_picks_changed)
         ev.threshold.connect(self._on_threshold_changed)
@@ -361,6 +386,8 @@ class MainWindow(QMainWindow):
         ]
         self.mic_list.model.set_entries(entries)
         self.train_panel.set_settings(s.expected_per_micrograph, s.objective, s.max_minutes)
+        self.threshold_panel.set_threshold(self.state.threshold)
+        self._refresh_scores()
         self._update_expected_hint()
         self._model_restored = False
         self._update_window_title()
@@ -594,14 +621,27 @@ class MainWindow(QMainWindow):
 
     def _on_model_changed(self, saved) -> None:
         self.train_panel.set_model_available(saved is not None)
+        if saved is not None and self.project.settings.min_distance_px is None:
+            meta = saved.metadata  # the least distance starts at the particle radius, as Topaz's NMS
+            self.state.min_distance_px = 0.5 * meta["particle_diameter_a"] / meta["original_pixel_size_a"]
+        self._show_min_distance()
         self._update_actions()
+
+    def _show_min_distance(self) -> None:
+        s = self.project.settings
+        px = s.pixel_size_a or self.state.pixel_size_a
+        distance = self.state.min_distance_px * px if (px and self.state.min_distance_px) else None
+        self.threshold_panel.set_min_distance(distance, px, s.diameter_a)
 
     def _on_picks_changed(self, keys) -> None:
         """New picks (streaming in from a pick job, or re-filtered at a new least distance)."""
+        self.act_export_picks.setEnabled(bool(self.state.picks.keys()))
         self.mic_list.model.update_many({k: {"picks": self.state.pick_count(k)} for k in keys})
         if self.current in keys:
             self._refresh_picks()
         self._update_counts()
+        if not self._scores_timer.isActive():
+            self._scores_timer.start()
 
     def _on_threshold_changed(self, _threshold: float) -> None:
         """The threshold moved: picks on screen and every count, at once."""
@@ -609,6 +649,69 @@ class MainWindow(QMainWindow):
         self.mic_list.model.update_many({k: {"picks": n} for k, n in counts.items()})
         self._refresh_picks()
         self._update_counts()
+
+    def _on_threshold_moved(self, threshold: float) -> None:
+        """The slider moved: the state tells everything that shows picks (see
+        _on_threshold_changed); the panel's own numbers follow here."""
+        self.state.threshold = threshold
+        self.threshold_panel.set_cost(self.state.threshold_cost())
+        if not self._gallery_timer.isActive():
+            self._gallery_timer.start()
+
+    def _on_min_distance_changed(self, distance_a: float) -> None:
+        px = self.project.settings.pixel_size_a or self.state.pixel_size_a
+        if px:
+            self.state.min_distance_px = distance_a / px  # re-filters every micrograph: a picks event
+            self._schedule_settings_save()
+
+    def _refresh_scores(self) -> None:
+        """The histogram, range and cost after picks changed (throttled while they stream in)."""
+        scores = self.state.picks.scores()
+        tp = self.threshold_panel
+        tp.set_enabled_for_picks(len(scores) > 0)
+        if len(scores):
+            lo, hi = float(np.min(scores)), float(np.max(scores))
+            tp.set_range(min(lo, self.state.threshold), max(hi, self.state.threshold))
+            tp.set_scores(scores)
+            tp.set_threshold(self.state.threshold)
+            tp.set_cost(self.state.threshold_cost())
+            if self.docks["Gallery"].isHidden():
+                self.docks["Gallery"].show()
+            self._refresh_gallery()
+
+    def _refresh_gallery(self) -> None:
+        """The picks just above and below the threshold, cropped from the display images in
+        memory (the others are loaded and filled in as they arrive)."""
+        from picker_gui.core.gallery import around_threshold
+
+        if self.docks["Gallery"].isHidden():
+            return
+        items = around_threshold(self.state.picks, self.state.threshold)
+        images = {k: hit.display for k in {i.key for i in items} if k in self.paths
+                  for hit in [self.loader.cached(self._request(k))] if hit is not None}
+        self.gallery.set_items(items, crops_for(items, images, 1.6 * self._diameter_px()), threshold=self.state.threshold)
+        self.gallery.set_invert(self.project.settings.invert)
+        for key in {items[i].key for i in self.gallery.missing()}:
+            if key in self.paths:
+                self.loader.request(self._request(key), prefetch=True)
+
+    def _fill_gallery_crops(self, result) -> None:
+        key = micrograph_key(result.request.path)
+        missing = [i for i in self.gallery.missing() if self.gallery.items[i].key == key]
+        if missing:
+            crops = crops_for([self.gallery.items[i] for i in missing], {key: result.display}, 1.6 * self._diameter_px())
+            for j, i in enumerate(missing):
+                self.gallery.update_crop(i, crops[j])
+
+    def jump_to(self, key: str, x: float, y: float) -> None:
+        """Show a pick: its micrograph, zoomed to a few particle diameters around it."""
+        span = 8 * self._diameter_px()
+        self._restore_view = [x - span / 2, y - span / 2, span, span]
+        if key == self.current and self.displayed == key:
+            self.canvas.set_view_rect(self._restore_view)
+            self._restore_view = None
+        else:
+            self.show_micrograph(key)
 
     def _refresh_picks(self) -> None:
         if self.current is None:
@@ -624,6 +727,7 @@ class MainWindow(QMainWindow):
         self.act_stop.setEnabled(training or picking)
         self.act_pick.setEnabled(has_model and not picking and not training)
         self.act_save_model.setEnabled(has_model)
+        self.act_export_picks.setEnabled(bool(self.state.picks.keys()))
         self.act_pick_other.setEnabled(has_model and not training)
         if not training:
             self.train_panel.set_running(False)
@@ -641,6 +745,7 @@ class MainWindow(QMainWindow):
             return
         self._model_restored = True
         self.state.pixel_size_a = self.project.settings.pixel_size_a or pixel_size_a
+        self._show_min_distance()
         from picker_gui.core.training import select_device
 
         device, warning = select_device("auto")
@@ -657,6 +762,32 @@ class MainWindow(QMainWindow):
         self.train_panel.set_device(text, warning)
         if self.state.model is None:
             self.picker.restore_model()
+
+    def export_picks_dialog(self) -> list[Path]:
+        """Export the picks at a threshold, in any format (the same code as picker-gui export)."""
+        from picker_gui.core.exporting import export_picks, project_inputs
+        from picker_gui.gui.export_dialog import ExportDialog
+
+        if not self.state.picks.keys():
+            self.statusBar().showMessage("No picks yet: train or load a model first", 5000)
+            return []
+        self.picker.save_picks()
+        s = self.project.settings
+        dialog = ExportDialog(self.state.picks, self.state.threshold, self.current, s.skipped, self._diameter_px(),
+                              str(self.project.folder), s.relion_micrographs, self)
+        if dialog.exec() != QDialog.DialogCode.Accepted:
+            return []
+        try:
+            summary = export_picks(self.state.picks, dialog.request(), inputs=project_inputs(self.project))
+        except (PickerError, OSError) as exc:
+            reason = str(exc) if isinstance(exc, PickerError) else f"cannot write {exc.filename}: {exc.strerror or exc}"
+            QMessageBox.warning(self, "Export failed", reason)
+            return []
+        if dialog.relion_star_path():
+            s.relion_micrographs = dialog.relion_star_path()
+            self._schedule_settings_save()
+        self.statusBar().showMessage(summary.describe().capitalize(), 10000)
+        return list(summary.files)
 
     def load_model_dialog(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Load a model", str(self.project.folder), "picker-gui models (*.pt);;All files (*)")

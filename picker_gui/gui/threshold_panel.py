@@ -277,7 +277,8 @@ class ThresholdPanel(QWidget):
         self._value = t
         self._updating = True
         try:
-            self.slider.setValue(round(t / STEP) - self._k_lo)
+            # Clamped to the slider's span (a threshold beyond every score is allowed, and shown at the end).
+            self.slider.setValue(int(min(max(round(t / STEP) - self._k_lo, self.slider.minimum()), self.slider.maximum())))
             self.spin.setValue(t)
             self.line.setValue(t)  # snaps a dragged line to the grid too
         finally:

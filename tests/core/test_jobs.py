@@ -340,3 +340,37 @@ def test_labels_of_kind_negative_among_the_particles_are_used_as_negatives(mics)
     assert meta["n_positive_labels"] == 30 and meta["n_negative_labels"] == 2
     assert "2 label(s) of kind 'negative' among the particle labels used as negatives" in next(
         r for r in reports if r.stage == "train").message
+
+
+def test_the_model_names_the_micrographs_it_held_out():
+    """The window's recall estimate uses the labels of the micrographs a model never trained on."""
+    from picker_gui.core.jobs import TrainSettings, run_job, train_job
+
+    import tempfile
+    from pathlib import Path
+
+    from tests.conftest import write_mrc
+    from tests.core.test_training import _blobs
+
+    from picker_gui.core.coords import CoordinateTable
+
+    with tempfile.TemporaryDirectory() as tmp:
+        paths, labels = [], []
+        for seed in range(4):
+            prep, truth = _blobs(seed)
+            paths.append(write_mrc(Path(tmp) / f"m{seed}.mrc", prep.image, voxel_size=2.0))
+            labels.append(truth[:8])
+        result = run_job(train_job(paths, CoordinateTable.concat(labels), None,
+                                   TrainSettings(diameter_a=16.0, max_steps=3, max_minutes=1000.0)))
+    held = result.saved.metadata["validation_micrographs"]
+    assert held and set(held) <= {"m0", "m1", "m2", "m3"} and len(held) < 4
+
+
+def test_a_trained_model_carries_its_id():
+    from picker_gui.core.jobs import _identified
+    from picker_gui.core.models import PickerNet, model_id
+    from picker_gui.core.training import TrainResult
+
+    result = TrainResult(PickerNet("conv31", 4), {"steps": 1}, [], "max_steps", [])
+    saved = _identified(result)
+    assert saved.metadata["model_id"] == model_id(saved)

@@ -14,6 +14,8 @@ import sys
 import threading
 from pathlib import Path
 
+import pytest
+
 from picker_gui.core.project import Project, load_labels
 
 GUARD_S = 120  # a hung child fails the test instead of hanging it; never a speed limit
@@ -61,3 +63,42 @@ def test_kill_during_labelling_keeps_what_was_saved_and_the_file_intact(mic_fold
     assert saved <= set(added)  # nothing that was never added
     assert len(labels) == len(saved)  # no label written twice
     assert not [p for p in labels_path.parent.iterdir() if p.name.endswith(".tmp")]
+
+
+def _blob_folder(tmp_path) -> Path:
+    from tests.conftest import write_mrc
+    from tests.core.test_training import _blobs
+
+    folder = tmp_path / "blobs"
+    folder.mkdir()
+    for seed in range(3):
+        prep, _ = _blobs(seed)
+        write_mrc(folder / f"m{seed}.mrc", prep.image, voxel_size=2.0)
+    return folder
+
+
+@pytest.mark.parametrize("mode, waits_for", [("train", "training"), ("pick", "picking")])
+def test_kill_during_training_or_picking_loses_no_labels(tmp_path, mode, waits_for):
+    folder = _blob_folder(tmp_path)
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", PICKER_GUI_CONFIG=str(tmp_path / "cfg"),
+               PICKER_GUI_DATA=str(tmp_path / "data"), PICKER_GUI_CACHE=str(tmp_path / "cache"))
+    root = Path(__file__).resolve().parents[2]
+    env["PYTHONPATH"] = os.pathsep.join([str(root), env.get("PYTHONPATH", "")])
+    script = Path(__file__).with_name("_work_until_killed.py")
+    proc = subprocess.Popen([sys.executable, str(script), str(folder), mode], stdout=subprocess.PIPE, text=True, env=env)
+    killer = threading.Timer(GUARD_S * 5, proc.kill)
+    killer.start()
+    try:
+        labelled = proc.stdout.readline().split()
+        assert labelled[0] == "labelled"
+        while proc.stdout.readline().strip() != waits_for:
+            assert proc.poll() is None, "the child ended before it got there"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    finally:
+        killer.cancel()
+        proc.kill()
+    project = Project.open(folder / "picker-gui")  # readable, labels whole
+    assert len(project.labels) == int(labelled[1])
+    assert project.picks is not None  # picks.star, if written, reads back (or is absent)
+    assert not [p for p in (folder / "picker-gui").rglob("*") if p.name.endswith(".tmp") or ".tmp." in p.name]
