@@ -143,6 +143,7 @@ def pick_file(
     radius_px: float | None = None,
     pixel_size_a: float | None = None,
     cache=None,
+    candidates: bool = False,
 ) -> tuple[CoordinateTable, list[str]]:
     """Preprocess one micrograph as the model was trained, score it and extract its picks
     (:func:`picker_gui.core.jobs.pick_job` runs it on a batch).
@@ -154,9 +155,15 @@ def pick_file(
     metadata
         The model's: how it was trained (see :func:`preprocess_params_for`).
     radius_px
-        NMS radius (the least distance between two picks) in *original-micrograph* pixels,
-        as every coordinate a user sees; converted with the micrograph's downsampling.
-        Default: the particle radius the model was trained with.
+        The least distance between two picks in *original-micrograph* pixels, as every
+        coordinate a user sees. Default: the particle radius the model was trained with.
+    candidates
+        Return the candidates instead of the picks: local maxima a fraction of that
+        distance apart (:data:`~picker_gui.core.picks.CANDIDATE_FRACTION`), at most a few
+        times the particles that fit. The picks are these candidates kept apart at the
+        least distance (:func:`~picker_gui.core.picks.keep_apart`), so that a window which
+        keeps the candidates, and can change the distance later, shows exactly the picks
+        the command line writes.
     pixel_size_a
         Overrides the header. A micrograph with no pixel size anywhere is downsampled by
         the model's factor, as if it had the model's original pixel size; a warning names
@@ -181,7 +188,26 @@ def pick_file(
     if not header_px:
         notes.append(_assumed_pixel_size(path, metadata))
         logger.warning("%s", notes[-1])
+    from picker_gui.core.picks import CANDIDATE_FRACTION, CANDIDATES_PER_FIT, keep_apart
+
     prep = preprocess_file(path, preprocess_params_for(metadata, header_px), cache)
-    radius = metadata["nms_radius_px"] if radius_px is None else radius_px / prep.scale[1]
+    distance = default_min_distance_px(metadata) if radius_px is None else float(radius_px)  # original px
+    radius = distance / prep.scale[1]  # downsampled px
     scores = score_map(model, prep.image, device)
-    return extract_picks(scores, prep, radius, threshold, name=path.name), notes
+    particle_r = 0.5 * metadata.get("particle_diameter_px", 2 * metadata["nms_radius_px"])
+    fit = scores.size / (np.pi * particle_r * particle_r)
+    x, y, s = non_maximum_suppression(scores, CANDIDATE_FRACTION * radius, threshold,
+                                      max_picks=int(CANDIDATES_PER_FIT * fit) + 1)
+    x0, y0 = prep.to_original(x, y)
+    table = CoordinateTable.from_arrays(path.name, x0, y0, s, kind=PARTICLE, source="picker-gui")
+    if candidates:
+        return table, notes
+    return table[keep_apart(x0, y0, distance)], notes
+
+
+def default_min_distance_px(metadata: dict) -> float:
+    """The least distance between picks a model's picks get by default: the particle radius,
+    in original-micrograph pixels (Topaz's NMS radius)."""
+    if metadata.get("particle_diameter_a") and metadata.get("original_pixel_size_a"):
+        return 0.5 * metadata["particle_diameter_a"] / metadata["original_pixel_size_a"]
+    return metadata["nms_radius_px"] * metadata.get("downsample", 1.0)

@@ -553,6 +553,7 @@ def pick_job(
     device: str = "auto",
     stop: threading.Event | None = None,
     cache: PreprocessCache | None = None,
+    candidates: bool = False,
 ) -> Generator[JobReport, None, PickJobResult]:
     """Pick micrographs in the order given, each preprocessed as the model was trained.
 
@@ -574,6 +575,9 @@ def pick_job(
         back to the CPU with a warning, in the first report's message and the log.
     stop
         Checked before every micrograph: the picks so far come back, ``stopped=True``.
+    candidates
+        Report the candidates a window keeps (see :func:`~picker_gui.core.inference.pick_file`)
+        instead of the picks; kept apart at ``radius_px`` they are exactly the picks.
 
     Yields
     ------
@@ -614,7 +618,7 @@ def pick_job(
         key = micrograph_key(path)
         try:
             picks, assumed = pick_file(model, saved.metadata, path, device=dev, threshold=threshold, radius_px=radius_px,
-                                       pixel_size_a=pixel_size_a, cache=cache)
+                                       pixel_size_a=pixel_size_a, cache=cache, candidates=candidates)
         except MicrographError as exc:
             line = _failure_line(path, exc)
             failures.append((str(path), line))

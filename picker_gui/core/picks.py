@@ -28,6 +28,13 @@ import numpy as np
 
 from picker_gui.core.coords import PARTICLE, CoordinateTable, micrograph_key
 
+#: Candidates are extracted this close together, as a fraction of the least distance asked
+#: for, so that the least distance shown can be changed without scoring again.
+CANDIDATE_FRACTION = 0.5
+#: At most this many candidates per micrograph, as a multiple of the particles that fit on it
+#: (the lowest-scoring ones beyond it are never shown at any sensible threshold).
+CANDIDATES_PER_FIT = 3
+
 
 @dataclass(frozen=True)
 class Picks:
@@ -54,7 +61,7 @@ _EMPTY = Picks(np.zeros(0), np.zeros(0), np.zeros(0))
 
 def keep_apart(x: np.ndarray, y: np.ndarray, distance: float) -> np.ndarray:
     """Indices of the points kept by greedy suppression in the given order (highest score
-    first): a point is dropped when it lies closer than ``distance`` to a point kept before.
+    first): a point is dropped when it lies within ``distance`` of a point kept before.
 
     A grid of cells ``distance`` wide limits each test to the 3 x 3 neighbouring cells.
     """
@@ -74,7 +81,7 @@ def keep_apart(x: np.ndarray, y: np.ndarray, distance: float) -> np.ndarray:
             for dy in (-1, 0, 1):
                 for j in grid.get((gx + dx, gy + dy), ()):
                     ex, ey = xs[j] - xi, ys[j] - yi
-                    if ex * ex + ey * ey < r2:
+                    if ex * ex + ey * ey <= r2:  # as NMS's disc: a pick at exactly the distance goes too
                         near = True
                         break
                 if near:

@@ -622,8 +622,9 @@ class MainWindow(QMainWindow):
     def _on_model_changed(self, saved) -> None:
         self.train_panel.set_model_available(saved is not None)
         if saved is not None and self.project.settings.min_distance_px is None:
-            meta = saved.metadata  # the least distance starts at the particle radius, as Topaz's NMS
-            self.state.min_distance_px = 0.5 * meta["particle_diameter_a"] / meta["original_pixel_size_a"]
+            from picker_gui.core.inference import default_min_distance_px
+
+            self.state.min_distance_px = default_min_distance_px(saved.metadata)  # the particle radius, as Topaz's NMS
         self._show_min_distance()
         self._update_actions()
 

@@ -14,24 +14,15 @@ It holds no widgets: the window connects its signals to the panels.
 from __future__ import annotations
 
 import logging
-import math
-import threading
-import time
 from pathlib import Path
 
-import numpy as np
 from PyQt6.QtCore import QObject, QRunnable, QThreadPool, QTimer, pyqtSignal
 
-from picker_gui.core.coords import NEGATIVE, PARTICLE, micrograph_key
+from picker_gui.core.coords import NEGATIVE, PARTICLE
 from picker_gui.core.state import PickerState
 
 logger = logging.getLogger(__name__)
 
-#: Candidates are extracted this close together (a fraction of the particle radius), so that
-#: the least distance shown can be set anywhere above it without scoring again.
-CANDIDATE_DISTANCE = 0.5
-#: At most this many candidates per micrograph, as a multiple of the particles that fit on it.
-CANDIDATES_PER_FIT = 3
 #: Picks are written to the project at most this often while picking.
 PICKS_SAVE_MS = 3000
 
@@ -175,12 +166,6 @@ class PickerController(QObject):
         self.pick()
 
     # -- picking ------------------------------------------------------------------------------
-    def candidate_distance_px(self) -> float:
-        """Candidates are extracted this close (original px): half the particle radius."""
-        meta = self.state.model.metadata
-        radius_px = 0.5 * meta["particle_diameter_a"] / meta["original_pixel_size_a"]
-        return CANDIDATE_DISTANCE * radius_px
-
     def pick(self, keys: list[str] | None = None) -> bool:
         """Pick the micrographs not picked yet with the state's model, the one shown first,
         then its neighbours, then the rest; each arrives in the state as it is done."""
@@ -196,12 +181,12 @@ class PickerController(QObject):
             return False
         self.state.picks.model_id = model.metadata.get("model_id")
         paths = [self.paths[k] for k in order if k in self.paths]
-        distance = self.candidate_distance_px()
+        distance = self.state.min_distance_px or None  # candidates around it: the distance can change later
         pixel = self.state.project.settings.pixel_size_a
         cache = PreprocessCache()
         self._pick_total, self._pick_done = len(paths), 0
         worker = self.jobs.start("pick", lambda stop: pick_job(model, paths, radius_px=distance, pixel_size_a=pixel,
-                                                                device=self.device, stop=stop, cache=cache))
+                                                                device=self.device, stop=stop, cache=cache, candidates=True))
         worker.progress.connect(self._on_picked)
         worker.finished.connect(self._on_picking_done)
         worker.failed.connect(lambda text: self._failed("Picking failed", text, self.picking_finished))
@@ -213,29 +198,13 @@ class PickerController(QObject):
             self.message.emit(report.error)
         elif report.picks is not None and report.micrograph is not None:
             table = report.picks
-            keep = self._cap(report.micrograph, len(table))
-            order = np.argsort(-table.score, kind="stable")[:keep]
             name = self.paths[report.micrograph].name if report.micrograph in self.paths else report.micrograph
-            self.state.picks.set(name, table.x[order], table.y[order], table.score[order])
+            self.state.picks.set(name, table.x, table.y, table.score)
             self._picks_dirty = True
             if not self._save_timer.isActive():
                 self._save_timer.start()
         self._pick_done = report.done
         self.picking_progress.emit(report.done, self._pick_total)
-
-    def _cap(self, key: str, n: int) -> int:
-        """At most CANDIDATES_PER_FIT x the particles that fit on the micrograph."""
-        meta = self.state.model.metadata
-        shape = None
-        try:
-            from picker_gui.core.mrc_io import read_header
-
-            shape = read_header(self.paths[key]).shape
-        except Exception:  # noqa: BLE001 - no cap without a size
-            return n
-        radius = 0.5 * meta["particle_diameter_a"] / meta["original_pixel_size_a"]
-        fit = shape[0] * shape[1] / (math.pi * radius * radius)
-        return min(n, int(CANDIDATES_PER_FIT * fit) + 1)
 
     def _on_picking_done(self, result) -> None:
         self.save_picks()

@@ -37,11 +37,11 @@ def test_keep_apart_matches_non_maximum_suppression_on_a_score_map():
         kept = keep_apart(x, y, radius)
         xk, yk = x[kept], y[kept]
         d = np.hypot(xk[:, None] - xk[None], yk[:, None] - yk[None]) + np.eye(len(xk)) * 1e9
-        assert d.min() >= radius  # no two kept closer than the distance
+        assert d.min() > radius  # no two kept within the distance
         # Every dropped candidate is near a kept one that scores at least as high.
         dropped = np.setdiff1d(np.arange(len(x)), kept)
         for i in dropped[:50]:
-            near = np.hypot(xk - x[i], yk - y[i]) < radius
+            near = np.hypot(xk - x[i], yk - y[i]) <= radius
             assert near.any() and s[kept][near].max() >= s[i]
         direct = non_maximum_suppression(scores, radius)
         assert abs(len(kept) - len(direct[0])) <= 0.1 * len(direct[0])

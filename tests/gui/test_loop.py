@@ -101,8 +101,19 @@ def test_label_train_pick_threshold_and_accept_a_pick(qtbot, blob_folder):
     table = read_coordinates(out)
     assert len(table) == win.state.threshold_cost(0.0).picks and (table.score >= 0.0).all()
     folder_project = win.project.folder
+    shown = win.state.picks.to_table()  # every pick shown at any threshold
     win.close()
     from picker_gui.cli import main
+
+    # The command line picks what the window shows, from the same model.
+    cli_picks = folder.parent / "cli_picks.star"
+    assert main(["pick", win.project.settings.model_path, str(folder), "--out", str(cli_picks)]) == 0
+    back = read_coordinates(cli_picks)
+
+    def rows(table):
+        return sorted(zip(table.keys, np.round(table.x, 2), np.round(table.y, 2), np.round(table.score, 3)))
+
+    assert len(back) == len(shown) > 0 and rows(back) == rows(shown)
 
     cli_out = folder.parent / "cli.star"
     assert main(["export", str(folder_project), "--out", str(cli_out), "--threshold", "0"]) == 0
