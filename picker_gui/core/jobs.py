@@ -375,6 +375,7 @@ def train_job(
     cache: PreprocessCache | None = None,
     init: SavedModel | None = None,
     on_validation: Callable[[TrainReport, Any], None] | None = None,
+    on_improved: Callable[[SavedModel], None] | None = None,
 ) -> Generator[JobReport, None, TrainJobResult]:
     """Train a picker on the labelled micrographs: match labels to micrographs, check sizes,
     preprocess, train; a report per micrograph and per step.
@@ -400,6 +401,11 @@ def train_job(
         An architecture in ``settings`` that differs is not used (a message says so).
     on_validation
         Passed to :func:`~picker_gui.core.training.train`.
+    on_improved
+        Called on the job's thread after every validation that improved the best model,
+        with that model (in eval mode, on its device) and the metadata picking needs: a
+        window scores the micrograph on screen with it, so that picks appear while the
+        picker learns. Its time is not training time. It must not keep or change the model.
 
     Yields
     ------
@@ -513,7 +519,15 @@ def train_job(
         result = untrained_result(items, config, init_state, metadata)
         return TrainJobResult(_identified(result), failures, result.stopped_by, warnings)
 
-    gen = train(items, config, stop=stop, metadata=metadata, on_validation=on_validation, init_state=init_state)
+    def validated(report: TrainReport, model) -> None:
+        if on_validation is not None:
+            on_validation(report, model)
+        if on_improved is not None and report.val_ap is not None and report.val_ap == report.best_val_ap:
+            on_improved(SavedModel(model, dict(metadata, nms_radius_px=config.nms_radius_px,
+                                               particle_diameter_px=config.particle_diameter_px)))
+
+    hook = validated if (on_validation is not None or on_improved is not None) else None
+    gen = train(items, config, stop=stop, metadata=metadata, on_validation=hook, init_state=init_state)
     try:
         pending: list[str] | None = choices
         while True:

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PyQt6.QtCore import QPointF, Qt, pyqtSignal
-from PyQt6.QtGui import QTransform
+from PyQt6.QtCore import QPointF, QRectF, Qt, pyqtSignal
+from PyQt6.QtGui import QPainter, QPixmap, QTransform
 
 from picker_gui.core.preprocess import DisplayImage
 from picker_gui.gui.theme import BACKGROUND, NEGATIVE_COLOR, PICK_COLOR, POSITIVE_COLOR
@@ -72,6 +72,99 @@ class PassiveScatter(pg.ScatterPlotItem):
         ev.ignore()
 
 
+class RingsItem(pg.GraphicsObject):
+    """Thousands of rings, drawn fast: one ring pixmap (the diameter at the current zoom)
+    stamped at every point with QPainter.drawPixmapFragments, as pyqtgraph draws
+    screen-sized symbols, but with a size in data units, so rings scale with zoom.
+
+    The points are set once (highest score first); a threshold only says how many of them
+    are shown (:meth:`set_count`), so a slider step costs no more than a repaint.
+    """
+
+    def __init__(self, pen) -> None:
+        from pyqtgraph.Qt import internals
+
+        super().__init__()
+        self._pen = pen
+        self._x = np.zeros(0)
+        self._y = np.zeros(0)
+        self._n = 0
+        self._diameter = 64.0
+        self._pixmap: tuple[int, object] | None = None
+        self._fragments = internals.PrimitiveArray(QPainter.PixmapFragment, 10)
+        self.setAcceptedMouseButtons(Qt.MouseButton.NoButton)  # clicks go to the view
+
+    @property
+    def data(self) -> np.ndarray:
+        """The points shown, ``(n, 2)`` (for tests and tooltips)."""
+        return np.stack([self._x[: self._n], self._y[: self._n]], axis=1)
+
+    def set_points(self, x, y, count: int | None = None) -> None:
+        self.prepareGeometryChange()
+        self._x = np.asarray(x, dtype=np.float64)
+        self._y = np.asarray(y, dtype=np.float64)
+        self._n = len(self._x) if count is None else int(count)
+        self.update()
+
+    def set_count(self, count: int) -> None:
+        count = max(0, min(int(count), len(self._x)))
+        if count != self._n:
+            self._n = count
+            self.update()
+
+    def set_diameter(self, diameter: float) -> None:
+        self.prepareGeometryChange()
+        self._diameter = float(diameter)
+        self.update()
+
+    def boundingRect(self) -> QRectF:  # noqa: N802
+        if not len(self._x):
+            return QRectF()
+        r = self._diameter / 2 + 1
+        x0, x1, y0, y1 = self._x.min(), self._x.max(), self._y.min(), self._y.max()
+        return QRectF(x0 - r, y0 - r, x1 - x0 + 2 * r, y1 - y0 + 2 * r)
+
+    def _ring(self, size_px: float):
+        size = max(3, int(round(size_px)))
+        if self._pixmap is None or self._pixmap[0] != size:
+            margin = int(np.ceil(self._pen.widthF())) + 2
+            pixmap = QPixmap(size + 2 * margin, size + 2 * margin)
+            pixmap.fill(Qt.GlobalColor.transparent)
+            q = QPainter(pixmap)
+            q.setRenderHint(QPainter.RenderHint.Antialiasing)
+            q.setPen(self._pen)
+            q.drawEllipse(QRectF(margin, margin, size, size))
+            q.end()
+            self._pixmap = (size, pixmap)
+        return self._pixmap[1]
+
+    def paint(self, painter, *args) -> None:
+        n = self._n
+        if not n:
+            return
+        tr = painter.transform()
+        x, y = self._x[:n], self._y[:n]
+        dx = tr.m11() * x + tr.m21() * y + tr.dx()
+        dy = tr.m12() * x + tr.m22() * y + tr.dy()
+        size = self._diameter * float(np.hypot(tr.m11(), tr.m12()))
+        pixmap = self._ring(size)
+        vp = painter.viewport()
+        inside = (dx > -size) & (dy > -size) & (dx < vp.width() + size) & (dy < vp.height() + size)
+        dx, dy = dx[inside], dy[inside]
+        self._fragments.resize(len(dx))
+        frag = self._fragments.ndarray()
+        frag[:, 0], frag[:, 1] = dx, dy  # the fragment's centre
+        frag[:, 2:4] = 0
+        frag[:, 4], frag[:, 5] = pixmap.width(), pixmap.height()
+        frag[:, 6:8] = 1
+        frag[:, 8] = 0
+        frag[:, 9] = 1
+        painter.save()
+        painter.resetTransform()
+        painter.drawPixmapFragments(self._fragments.instances(), pixmap)
+        painter.restore()
+
+
 class MicrographCanvas(pg.GraphicsView):
     """Shows one micrograph with positive, negative and picked overlays."""
 
@@ -94,7 +187,7 @@ class MicrographCanvas(pg.GraphicsView):
         no_brush = pg.mkBrush(None)
         self.positive_item = PassiveScatter(pxMode=False, symbol="o", pen=self._pens["positive"], brush=no_brush)
         self.negative_item = PassiveScatter(pxMode=False, symbol="x", pen=self._pens["negative"], brush=pg.mkBrush(NEGATIVE_COLOR))
-        self.pick_item = PassiveScatter(pxMode=False, symbol="o", pen=self._pens["pick"], brush=no_brush)
+        self.pick_item = RingsItem(self._pens["pick"])
         for item, z in ((self.pick_item, 5), (self.positive_item, 10), (self.negative_item, 11)):
             item.setZValue(z)
             self.view.addItem(item)
@@ -151,15 +244,21 @@ class MicrographCanvas(pg.GraphicsView):
     # -- overlays ----------------------------------------------------------------------
     def set_diameter(self, diameter_px: float) -> None:
         self.diameter_px = float(diameter_px)
+        self.pick_item.set_diameter(self.diameter_px * PICK_SIZE)
 
     def set_labels(self, positives: np.ndarray, negatives: np.ndarray) -> None:
         d = self.diameter_px
         self.positive_item.setData(x=positives[:, 0], y=positives[:, 1], size=d)
         self.negative_item.setData(x=negatives[:, 0], y=negatives[:, 1], size=d * 0.4)
 
-    def set_picks(self, x: np.ndarray, y: np.ndarray) -> None:
-        """The picks shown (original pixels): one setData, the fast path of ScatterPlotItem."""
-        self.pick_item.setData(x=x, y=y, size=self.diameter_px * PICK_SIZE)
+    def set_picks(self, x: np.ndarray, y: np.ndarray, count: int | None = None) -> None:
+        """The picks of the micrograph (original pixels, highest score first); ``count``: how
+        many of them the threshold keeps (all by default)."""
+        self.pick_item.set_points(x, y, count)
+
+    def set_pick_count(self, count: int) -> None:
+        """Show the first ``count`` picks (a threshold moved): no new points, a repaint."""
+        self.pick_item.set_count(count)
 
     def set_overlay_visible(self, which: str, visible: bool) -> None:
         {"positive": self.positive_item, "negative": self.negative_item, "pick": self.pick_item}[which].setVisible(visible)

@@ -417,6 +417,7 @@ class MainWindow(QMainWindow):
         if key not in self.paths:
             return
         self.current = key
+        self.picker.shown = key
         if self.mic_list.current_key() != key:
             self.mic_list.select(key)  # comes back through _on_list_current_changed as a no-op
         self._schedule_settings_save()
@@ -644,11 +645,13 @@ class MainWindow(QMainWindow):
         if not self._scores_timer.isActive():
             self._scores_timer.start()
 
-    def _on_threshold_changed(self, _threshold: float) -> None:
-        """The threshold moved: picks on screen and every count, at once."""
+    def _on_threshold_changed(self, threshold: float) -> None:
+        """The threshold moved: picks on screen and every count, at once (the rings on screen
+        are all the micrograph's picks, in score order: the threshold only says how many)."""
         counts = self.state.pick_counts()
         self.mic_list.model.update_many({k: {"picks": n} for k, n in counts.items()})
-        self._refresh_picks()
+        if self.current is not None:
+            self.canvas.set_pick_count(counts.get(self.current, 0))
         self._update_counts()
 
     def _on_threshold_moved(self, threshold: float) -> None:
@@ -715,10 +718,11 @@ class MainWindow(QMainWindow):
             self.show_micrograph(key)
 
     def _refresh_picks(self) -> None:
+        """The current micrograph's picks (all, highest score first; the threshold's count shown)."""
         if self.current is None:
             return
-        p = self.state.picks.picks(self.current, self.state.threshold)
-        self.canvas.set_picks(p.x, p.y)
+        p = self.state.picks.picks(self.current)
+        self.canvas.set_picks(p.x, p.y, p.count(self.state.threshold))
 
     def _update_actions(self) -> None:
         training, picking = self.picker.training, self.picker.picking

@@ -25,6 +25,11 @@ logger = logging.getLogger(__name__)
 
 #: Picks are written to the project at most this often while picking.
 PICKS_SAVE_MS = 3000
+#: While training, the micrograph on screen is picked with the best model so far at most this
+#: often (seconds of the job's time, not counted as training time).
+PREVIEW_EVERY_S = 10.0
+#: The model id of picks made during training (replaced by the trained model's picks).
+PREVIEW = "preview"
 
 
 class _SaveSignals(QObject):
@@ -54,6 +59,7 @@ class PickerController(QObject):
     training_started = pyqtSignal(bool)  # fine-tuning
     training_report = pyqtSignal(object)  # JobReport
     training_finished = pyqtSignal(str)  # what happened, one line
+    preview = pyqtSignal(str, object, float)  # key, candidates of the best model so far, its least distance (px)
     picking_progress = pyqtSignal(int, int)  # done, total
     picking_finished = pyqtSignal(str)
     message = pyqtSignal(str)  # a line for the status bar
@@ -77,6 +83,10 @@ class PickerController(QObject):
         self._picks_dirty = False
         self._pick_total = 0
         self._pick_done = 0
+        self._last_preview = 0.0
+        #: The micrograph on screen (the window keeps it up to date; read by the training thread).
+        self.shown: str | None = None
+        self.preview.connect(self._on_preview)
         jobs.changed.connect(lambda *_: self.running_changed.emit())
 
     # -- what is running ------------------------------------------------------------------------
@@ -130,13 +140,50 @@ class PickerController(QObject):
         settings = self.train_settings(**panel)
         cache = PreprocessCache()
         self.stop_picking()  # the picks will be the new model's
+        self._last_preview = 0.0
         worker = self.jobs.start("train", lambda stop: train_job(paths, positives, negatives, settings, stop=stop,
-                                                                  cache=cache, init=init))
+                                                                  cache=cache, init=init, on_improved=self._preview_pick))
         worker.progress.connect(self.training_report.emit)
         worker.finished.connect(self._on_trained)
         worker.failed.connect(lambda text: self._failed("Training failed", text, self.training_finished))
         self.training_started.emit(fine_tune)
         return True
+
+    def _preview_pick(self, saved) -> None:
+        """On the training thread, after a better model: pick the micrograph on screen with
+        it (at most every PREVIEW_EVERY_S), so that picks appear while the picker learns."""
+        import time
+
+        from picker_gui.core.errors import PickerError
+        from picker_gui.core.inference import default_min_distance_px, pick_file
+
+        key = self.shown
+        now = time.monotonic()
+        if key is None or key not in self.paths or now - self._last_preview < PREVIEW_EVERY_S:
+            return
+        self._last_preview = now
+        device = next(saved.model.parameters()).device
+        distance = self.state.min_distance_px or default_min_distance_px(saved.metadata)
+        try:
+            table, _ = pick_file(saved.model, saved.metadata, self.paths[key], device=device, radius_px=distance,
+                                 pixel_size_a=self.state.project.settings.pixel_size_a, candidates=True)
+        except (PickerError, OSError, ValueError) as exc:
+            logger.debug("no preview on %s: %s", key, exc)
+            return
+        self.preview.emit(key, table, distance)
+
+    def _on_preview(self, key: str, table, distance: float) -> None:
+        """Picks of the model being trained: shown, never saved; the trained model's replace them."""
+        picks = self.state.picks
+        if picks.model_id not in (None, PREVIEW) or not self.training:
+            return
+        if picks.model_id is None:
+            picks.clear()  # picks of an earlier model go: these are the new one's
+        picks.model_id = PREVIEW
+        if not picks.min_distance_px:
+            self.state.min_distance_px = distance
+        name = self.paths[key].name if key in self.paths else key
+        picks.set(name, table.x, table.y, table.score)
 
     def _on_trained(self, result) -> None:
         from picker_gui.core.models import save_model
@@ -155,6 +202,8 @@ class PickerController(QObject):
             self.error.emit("Model not saved", f"The model could not be saved in {folder} ({exc.strerror or exc}); "
                                                f"it is used in this window but will be gone when it closes. "
                                                f"Use Picker → Save model as… to keep it.")
+        if self.state.picks.model_id == PREVIEW:
+            self.state.picks.clear()
         self.state.set_model(result.saved)
         ap = meta.get("best_validation_ap")
         why = {"cancelled": "stopped by you: kept the best model so far", "converged": "validation stopped improving",

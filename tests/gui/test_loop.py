@@ -8,6 +8,7 @@ import pytest
 from PyQt6.QtWidgets import QAbstractSlider
 
 from picker_gui.core.project import Project
+from picker_gui.gui.picking import PREVIEW
 from tests.conftest import write_mrc
 from tests.core.test_training import _blobs
 
@@ -134,6 +135,10 @@ def test_stop_during_training_keeps_a_usable_model_and_picks(qtbot, blob_folder)
     win.picker.training_report.connect(lambda r: reports.append(r) if r.train is not None else None)
     win.start_training()
     qtbot.waitUntil(lambda: len(reports) >= 3, timeout=GUARD_MS)
+    # While it learns, the micrograph on screen shows the picks of the best model so far.
+    qtbot.waitUntil(lambda: win.state.picks.model_id == PREVIEW and win.current in win.state.picks, timeout=GUARD_MS)
+    assert len(win.canvas.pick_item.data) == win.state.pick_count(win.current)
+    assert win.picker.training
     win.act_stop.trigger()  # Esc / Picker → Stop
     qtbot.waitUntil(lambda: win.state.model is not None, timeout=GUARD_MS)
     assert win.state.model.metadata["stopped_by"] == "cancelled"
