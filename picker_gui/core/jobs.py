@@ -29,6 +29,8 @@ from __future__ import annotations
 import logging
 import math
 import threading
+
+import numpy as np
 from dataclasses import dataclass, field
 from os import PathLike
 from pathlib import Path
@@ -89,6 +91,10 @@ class JobReport:
     micrograph: str | None = None
     picks: CoordinateTable | None = None
     error: str | None = None
+    #: Stage ``"pick"`` with candidates: the least distance (original px) and the indices of
+    #: the candidates kept apart at it (the picks), worked out on the job's thread so that a
+    #: window need not.
+    kept: tuple[float, np.ndarray] | None = None
 
 
 @dataclass(frozen=True)
@@ -642,8 +648,15 @@ def pick_job(
         tables.append(picks)
         done.append(key)
         logger.debug("%s: %d picks", path.name, len(picks))
+        kept = None
+        if candidates:
+            from picker_gui.core.inference import default_min_distance_px
+            from picker_gui.core.picks import keep_apart
+
+            distance = float(radius_px) if radius_px is not None else default_min_distance_px(saved.metadata)
+            kept = (distance, keep_apart(picks.x, picks.y, distance))
         yield JobReport("pick", i + 1, n, message="; ".join([*notes, *assumed, f"{path.name}: {len(picks)} picks"]),
-                        micrograph=key, picks=picks)
+                        micrograph=key, picks=picks, kept=kept)
         notes = []
     if stopped:
         logger.info("picking stopped after %d of %d micrograph(s)", len(done) + len(failures), n)

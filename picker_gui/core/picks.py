@@ -129,14 +129,24 @@ class PickStore:
             callback(keys)
 
     # -- filling ------------------------------------------------------------------------
-    def set(self, micrograph: str, x, y, score, *, notify: bool = True) -> None:
-        """Replace one micrograph's candidates (any order; kept highest score first)."""
+    def set(self, micrograph: str, x, y, score, *, notify: bool = True,
+            kept: tuple[float, np.ndarray] | None = None) -> None:
+        """Replace one micrograph's candidates (any order; kept highest score first).
+
+        ``kept``: (distance, indices of the candidates kept apart at it, in the order given),
+        when the caller worked them out already (a pick job does, on its own thread)."""
         key = micrograph_key(micrograph)
         score = np.asarray(score, dtype=np.float64)
         order = np.argsort(-score, kind="stable")
-        self._candidates[key] = Picks(np.asarray(x, dtype=np.float64)[order], np.asarray(y, dtype=np.float64)[order], score[order])
+        c = Picks(np.asarray(x, dtype=np.float64)[order], np.asarray(y, dtype=np.float64)[order], score[order])
+        self._candidates[key] = c
         self._names.setdefault(key, str(micrograph))
         self._visible.pop(key, None)
+        if kept is not None and math.isclose(kept[0], self._min_distance):
+            rank = np.empty(len(order), dtype=np.int64)
+            rank[order] = np.arange(len(order))
+            keep = np.sort(rank[np.asarray(kept[1], dtype=np.int64)])
+            self._visible[key] = Picks(c.x[keep], c.y[keep], c.score[keep])
         if notify:
             self._notify((key,))
 

@@ -14,6 +14,7 @@ import numpy as np
 import pyqtgraph as pg
 from PyQt6.QtCore import QPointF, QRectF, Qt, pyqtSignal
 from PyQt6.QtGui import QPainter, QPixmap, QTransform
+from PyQt6.QtWidgets import QGraphicsItem
 
 from picker_gui.core.preprocess import DisplayImage
 from picker_gui.gui.theme import BACKGROUND, NEGATIVE_COLOR, PICK_COLOR, POSITIVE_COLOR
@@ -175,6 +176,9 @@ class MicrographCanvas(pg.GraphicsView):
         self.view = LabelViewBox()
         self.setCentralItem(self.view)
         self.image_item = pg.ImageItem()
+        # Drawn once per zoom or pan into a device-sized cache, then blitted: a threshold step
+        # repaints the rings over it without scaling the whole micrograph again.
+        self.image_item.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
         self.view.addItem(self.image_item)
         self.diameter_px = 64.0
         self._pens = {

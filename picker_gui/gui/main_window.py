@@ -679,9 +679,12 @@ class MainWindow(QMainWindow):
             tp.set_scores(scores)
             tp.set_threshold(self.state.threshold)
             tp.set_cost(self.state.threshold_cost())
+            if self.picker.training:
+                return  # picks of the model being trained: the gallery waits for the trained one
             if self.docks["Gallery"].isHidden():
                 self.docks["Gallery"].show()
-            self._refresh_gallery()
+            if not self._gallery_timer.isActive():
+                self._gallery_timer.start()  # an event of its own
 
     def _refresh_gallery(self) -> None:
         """The picks just above and below the threshold, cropped from the display images in
@@ -767,6 +770,9 @@ class MainWindow(QMainWindow):
         self.train_panel.set_device(text, warning)
         if self.state.model is None:
             self.picker.restore_model()
+        from picker_gui.gui.picking import freeze_imports
+
+        freeze_imports()  # torch is loaded by now
 
     def export_picks_dialog(self) -> list[Path]:
         """Export the picks at a threshold, in any format (the same code as picker-gui export)."""

@@ -91,3 +91,15 @@ def test_scores_are_those_shown(distance):
     store = _store(n=100)
     store.set_min_distance(distance)
     assert len(store.scores()) == store.total(-np.inf)
+
+
+def test_kept_indices_given_with_the_candidates_are_the_ones_worked_out():
+    rng = np.random.default_rng(7)
+    x, y, s = rng.uniform(0, 500, 300), rng.uniform(0, 400, 300), rng.normal(size=300)
+    order = np.argsort(-s, kind="stable")
+    kept = keep_apart(x[order], y[order], 30.0)  # as a pick job gives them: candidates ranked
+    a, b = PickStore(30.0), PickStore(30.0)
+    a.set("m", x[order], y[order], s[order], kept=(30.0, kept))
+    b.set("m", x, y, s)
+    pa, pb = a.picks("m"), b.picks("m")
+    assert np.array_equal(pa.x, pb.x) and np.array_equal(pa.score, pb.score)
