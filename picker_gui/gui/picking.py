@@ -167,11 +167,10 @@ class PickerController(QObject):
         cache = PreprocessCache()
         self.stop_picking()  # the picks will be the new model's
         self._last_preview = 0.0
-        worker = self.jobs.start("train", lambda stop: train_job(paths, positives, negatives, settings, stop=stop,
-                                                                  cache=cache, init=init, on_improved=self._preview_pick))
-        worker.progress.connect(self._on_training_report)
-        worker.finished.connect(self._on_trained)
-        worker.failed.connect(lambda text: self._failed("Training failed", text, self.training_finished))
+        self.jobs.start("train", lambda stop: train_job(paths, positives, negatives, settings, stop=stop, cache=cache,
+                                                         init=init, on_improved=self._preview_pick),
+                        progress=self._on_training_report, finished=self._on_trained,
+                        failed=lambda text: self._failed("Training failed", text, self.training_finished))
         self.training_started.emit(fine_tune)
         return True
 
@@ -265,11 +264,10 @@ class PickerController(QObject):
         pixel = self.state.project.settings.pixel_size_a
         cache = PreprocessCache()
         self._pick_total, self._pick_done = len(paths), 0
-        worker = self.jobs.start("pick", lambda stop: pick_job(model, paths, radius_px=distance, pixel_size_a=pixel,
-                                                                device=self.device, stop=stop, cache=cache, candidates=True))
-        worker.progress.connect(self._on_picked)
-        worker.finished.connect(self._on_picking_done)
-        worker.failed.connect(lambda text: self._failed("Picking failed", text, self.picking_finished))
+        self.jobs.start("pick", lambda stop: pick_job(model, paths, radius_px=distance, pixel_size_a=pixel,
+                                                       device=self.device, stop=stop, cache=cache, candidates=True),
+                        progress=self._on_picked, finished=self._on_picking_done,
+                        failed=lambda text: self._failed("Picking failed", text, self.picking_finished))
         self.picking_progress.emit(0, self._pick_total)
         return True
 

@@ -195,11 +195,18 @@ class JobRunner(QObject):
     def worker(self, name: str) -> GeneratorWorker | None:
         return self._workers.get(name)
 
-    def start(self, name: str, make: Callable[[threading.Event], Iterator[Any]]) -> GeneratorWorker:
+    def start(self, name: str, make: Callable[[threading.Event], Iterator[Any]], *,
+              progress: Callable | None = None, finished: Callable | None = None,
+              failed: Callable | None = None) -> GeneratorWorker:
+        """Run a job; its signals are connected to ``progress``, ``finished`` and ``failed``
+        before its thread starts (a job that ends at once must not end unheard)."""
         old = self._workers.get(name)
         if old is not None:
             old.wait(60_000)
         worker = GeneratorWorker(make)
+        for signal, slot in ((worker.progress, progress), (worker.finished, finished), (worker.failed, failed)):
+            if slot is not None:
+                signal.connect(slot)
         self._workers[name] = worker
         worker.thread.finished.connect(lambda n=name, w=worker: self._finished(n, w))
         worker.start()

@@ -21,9 +21,7 @@ def _counting(stop: threading.Event, n: int = 1000, gate: threading.Event | None
 def test_a_job_reports_and_returns(qtbot):
     runner = JobRunner()
     seen, result = [], []
-    worker = runner.start("count", lambda stop: _counting(stop, 20))
-    worker.progress.connect(seen.append)
-    worker.finished.connect(result.append)
+    runner.start("count", lambda stop: _counting(stop, 20), progress=seen.append, finished=result.append)
     qtbot.waitUntil(lambda: bool(result), timeout=10_000)
     assert result == [("done", 20)] and seen[-1] == 19
     qtbot.waitUntil(lambda: not runner.running("count"), timeout=10_000)
@@ -33,8 +31,7 @@ def test_stop_ends_a_job_at_its_next_step_and_keeps_what_it_returns(qtbot):
     runner = JobRunner()
     gate = threading.Event()
     result = []
-    worker = runner.start("count", lambda stop: _counting(stop, 10**9, gate))
-    worker.finished.connect(result.append)
+    runner.start("count", lambda stop: _counting(stop, 10**9, gate), finished=result.append)
     qtbot.waitUntil(lambda: runner.running("count"), timeout=10_000)
     runner.stop("count")
     gate.set()
@@ -50,8 +47,7 @@ def test_a_users_error_is_one_line_and_stop_all_waits(qtbot):
         yield 1
         raise UsageError("no labels on these micrographs", option="--labels")
 
-    worker = runner.start("bad", bad)
-    worker.failed.connect(failures.append)
+    runner.start("bad", bad, failed=failures.append)  # it fails at once: connected before it starts
     qtbot.waitUntil(lambda: bool(failures), timeout=10_000)
     assert failures == ["--labels: no labels on these micrographs"]
     runner.start("long", lambda stop: _counting(stop, 10**9))
