@@ -42,7 +42,7 @@ def _window(qtbot, folder):
     win.resize(1300, 850)
     win.show()
     qtbot.waitUntil(lambda: win.current is not None and win.displayed == win.current, timeout=20_000)
-    win.picker.train_overrides = {"max_steps": 60, "max_minutes": 1000.0, "seed": 0}
+    win.picker.train_overrides = {"max_steps": 20, "max_minutes": 1000.0, "seed": 0}
     return win
 
 
@@ -112,9 +112,11 @@ def test_label_train_pick_threshold_and_accept_a_pick(qtbot, blob_folder):
     back = read_coordinates(cli_picks)
 
     def rows(table):
-        return sorted(zip(table.keys, np.round(table.x, 2), np.round(table.y, 2), np.round(table.score, 3)))
+        return sorted(zip(table.keys, np.round(table.x, 2), np.round(table.y, 2), table.score))
 
-    assert len(back) == len(shown) > 0 and rows(back) == rows(shown)
+    a, b = rows(back), rows(shown)
+    assert len(a) == len(b) > 0 and [r[:3] for r in a] == [r[:3] for r in b]  # the same picks
+    assert np.allclose([r[3] for r in a], [r[3] for r in b], atol=1e-5)  # with the same scores (6 decimals in STAR)
 
     cli_out = folder.parent / "cli.star"
     assert main(["export", str(folder_project), "--out", str(cli_out), "--threshold", "0"]) == 0
