@@ -198,11 +198,21 @@ def pick_file(
     fit = scores.size / (np.pi * particle_r * particle_r)
     x, y, s = non_maximum_suppression(scores, CANDIDATE_FRACTION * radius, threshold,
                                       max_picks=int(CANDIDATES_PER_FIT * fit) + 1)
+    # Not on the very edge: the border rows see a mirrored image, and a particle centred
+    # there cannot be boxed out anyway.
+    margin = EDGE_MARGIN * particle_r
+    h, w = scores.shape
+    inside = (x >= margin) & (y >= margin) & (x <= w - 1 - margin) & (y <= h - 1 - margin)
+    x, y, s = x[inside], y[inside], s[inside]
     x0, y0 = prep.to_original(x, y)
     table = CoordinateTable.from_arrays(path.name, x0, y0, s, kind=PARTICLE, source="picker-gui")
     if candidates:
         return table, notes
     return table[keep_apart(x0, y0, distance)], notes
+
+
+#: Picks are kept at least this fraction of the particle radius away from the edges.
+EDGE_MARGIN = 0.5
 
 
 def default_min_distance_px(metadata: dict) -> float:

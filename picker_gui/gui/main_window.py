@@ -470,6 +470,8 @@ class MainWindow(QMainWindow):
 
     def _apply_diameter(self) -> None:
         self.canvas.set_diameter(self._diameter_px())
+        px = self.project.settings.pixel_size_a or (self.pixel_sizes.get(self.current) if self.current else None)
+        self.train_panel.set_diameter(self.project.settings.diameter_a, self._diameter_px() if px else None)
         self._refresh_overlays()
 
     def _hit(self, x: float, y: float):
@@ -742,8 +744,8 @@ class MainWindow(QMainWindow):
 
     def _update_expected_hint(self) -> None:
         value, n = self.state.expected_hint()
-        text = (f"≈ {value:.0f} on the {n} micrograph(s) you labelled densely" if value is not None
-                else "label one micrograph completely to get a hint")
+        text = (f"you labelled {value:.0f} per micrograph (median of {n}): use it if you labelled every particle on them"
+                if value is not None else "label every particle on a micrograph or two to get a hint")
         self.train_panel.set_expected_hint(value, text)
 
     def _prepare_picker(self, pixel_size_a: float | None) -> None:

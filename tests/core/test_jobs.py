@@ -374,3 +374,21 @@ def test_a_trained_model_carries_its_id():
     result = TrainResult(PickerNet("conv31", 4), {"steps": 1}, [], "max_steps", [])
     saved = _identified(result)
     assert saved.metadata["model_id"] == model_id(saved)
+
+
+def test_picks_stay_off_the_edges_and_candidates_kept_apart_are_the_picks(mics, trained):
+    from picker_gui.core.inference import EDGE_MARGIN
+    from picker_gui.core.picks import keep_apart
+
+    paths = mics[0]
+    saved = trained[0].saved
+    picks = run_job(pick_job(saved, paths[:1], device="cpu")).picks
+    cands = run_job(pick_job(saved, paths[:1], device="cpu", candidates=True)).picks
+    meta = saved.metadata
+    margin = EDGE_MARGIN * 0.5 * meta["particle_diameter_px"] * meta["downsample"]
+    h, w = 96, 128  # the test micrographs (original px = downsampled here)
+    for table in (picks, cands):
+        assert (table.x >= margin - 1e-6).all() and (table.y >= margin - 1e-6).all()
+        assert (table.x <= w - 1 - margin + 1e-6).all() and (table.y <= h - 1 - margin + 1e-6).all()
+    kept = keep_apart(cands.x, cands.y, 0.5 * meta["particle_diameter_a"] / meta["original_pixel_size_a"])
+    assert np.array_equal(cands.x[kept], picks.x) and len(cands) > len(picks)
