@@ -264,3 +264,25 @@ def test_export_for_relion_asks_for_the_micrographs_star_and_matches_its_names(q
     assert listed["rlnMicrographName"].tolist() == [f"MotionCorr/job002/Movies/{window.current}.mrc"]
     assert (project / listed["rlnMicrographCoordinates"][0]).is_file()
     assert window.project.settings.relion_micrographs == str(star)  # remembered for the next export
+
+
+def test_clicking_a_pick_in_the_gallery_shows_it_in_the_viewer(qtbot, window):
+    """The gallery of picks around the threshold, as the user uses it: click one, see it."""
+    import numpy as np
+    from PyQt6.QtCore import Qt
+
+    rng = np.random.default_rng(2)
+    for key in window.paths:
+        window.state.picks.set(window.paths[key].name, rng.uniform(30, 370, 40), rng.uniform(30, 270, 40), rng.normal(size=40))
+    window.state.threshold = 0.0
+    window._refresh_scores()
+    qtbot.waitUntil(lambda: window.docks["Gallery"].isVisible() and len(window.gallery.items) > 0, timeout=10_000)
+    items = window.gallery.items
+    target = next(i for i, it in enumerate(items) if it.key != window.current)
+    window.gallery.view.scrollToItem(window.gallery.list_item(target))
+    rect = window.gallery.view.visualItemRect(window.gallery.list_item(target))
+    qtbot.mouseClick(window.gallery.view.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+    qtbot.waitUntil(lambda: window.current == items[target].key and window.displayed == window.current, timeout=10_000)
+    x0, y0, w, h = window.canvas.view_rect()
+    assert x0 < items[target].x < x0 + w and y0 < items[target].y < y0 + h
+    assert w < 400  # zoomed in on it
