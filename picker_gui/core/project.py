@@ -368,7 +368,9 @@ class ProjectLock:
     def _write(self) -> None:
         data = {"host": socket.gethostname(), "pid": os.getpid(), "token": self.token,
                 "user": _user(), "since": self.since}
-        atomic_write_text(self.path, json.dumps(data, indent=1) + "\n")
+        # Whole or absent after a crash, but not flushed to disk: it is rewritten every few
+        # seconds from the GUI thread, and a lock is worth nothing after a reboot.
+        atomic_write_text(self.path, json.dumps(data, indent=1) + "\n", durable=False)
 
     def refresh(self) -> bool:
         """Rewrite the lock if it is still ours (the heartbeat); False when another window

@@ -78,7 +78,8 @@ class PickerController(QObject):
     training_started = pyqtSignal(bool)  # fine-tuning
     training_report = pyqtSignal(object)  # JobReport
     training_finished = pyqtSignal(str)  # what happened, one line
-    preview = pyqtSignal(str, object, float)  # key, candidates of the best model so far, its least distance (px)
+    # key, candidates of the best model so far, (least distance in px, indices kept apart at it)
+    preview = pyqtSignal(str, object, object)
     picking_progress = pyqtSignal(int, int)  # done, total
     picking_finished = pyqtSignal(str)
     message = pyqtSignal(str)  # a line for the status bar
@@ -200,9 +201,11 @@ class PickerController(QObject):
         except (PickerError, OSError, ValueError) as exc:
             logger.debug("no preview on %s: %s", key, exc)
             return
-        self.preview.emit(key, table, distance)
+        from picker_gui.core.picks import keep_apart
 
-    def _on_preview(self, key: str, table, distance: float) -> None:
+        self.preview.emit(key, table, (distance, keep_apart(table.x, table.y, distance)))  # kept apart here, not on the GUI thread
+
+    def _on_preview(self, key: str, table, kept) -> None:
         """Picks of the model being trained: shown, never saved; the trained model's replace them."""
         picks = self.state.picks
         if picks.model_id not in (None, PREVIEW) or not self.training:
@@ -211,9 +214,9 @@ class PickerController(QObject):
             picks.clear()  # picks of an earlier model go: these are the new one's
         picks.model_id = PREVIEW
         if not picks.min_distance_px:
-            self.state.min_distance_px = distance
+            self.state.min_distance_px = kept[0]
         name = self.paths[key].name if key in self.paths else key
-        picks.set(name, table.x, table.y, table.score)
+        picks.set(name, table.x, table.y, table.score, kept=kept)
 
     def _on_trained(self, result) -> None:
         from picker_gui.core.models import save_model
