@@ -214,12 +214,14 @@ class PickerState:
         self.events.picks.emit(keys)
 
     def _best_scores_near_labels(self) -> tuple[np.ndarray, np.ndarray]:
-        """For every positive label on a picked micrograph: whether its micrograph was held
-        out of training, and the best score of a shown pick within the match radius (-inf
+        """For every positive label on a picked micrograph: whether the model was trained
+        without it (a held-out label, or a label on a held-out micrograph), and the best score of a shown pick within the match radius (-inf
         when none). Computed once per change of labels or picks, so that moving the threshold
         costs one comparison per label."""
         if self._label_best is None:
-            held_out = set((self.model.metadata.get("validation_micrographs") or []) if self.model is not None else [])
+            meta = self.model.metadata if self.model is not None else {}
+            held_out = set(meta.get("validation_micrographs") or [])
+            held_labels = {k: np.asarray(v, dtype=float).reshape(-1, 2) for k, v in (meta.get("validation_labels") or {}).items()}
             radius = self.match_radius_px()
             flags, best = [], []
             for key in self.labels.micrographs():
@@ -235,7 +237,12 @@ class PickerState:
                 else:
                     near = np.full(len(xy), -np.inf)
                 best.append(near)
-                flags.append(np.full(len(xy), key in held_out))
+                if key in held_labels and len(held_labels[key]):
+                    h = held_labels[key]  # the labels the model was not trained on, as it saved them
+                    d = np.hypot(xy[:, 0, None] - h[None, :, 0], xy[:, 1, None] - h[None, :, 1])
+                    flags.append(d.min(axis=1) <= 0.01)
+                else:
+                    flags.append(np.full(len(xy), key in held_out))
             self._label_best = (np.concatenate(flags) if flags else np.zeros(0, bool),
                                 np.concatenate(best) if best else np.zeros(0))
         return self._label_best

@@ -122,6 +122,9 @@ class TrainConfig:
     patience: int = 6
     autoencoder: float = 0.0  # weight of the reconstruction loss; Topaz finds it helps below ~250 labels
     validation_fraction: float = 0.2
+    #: "labels": hold out a fraction of the positive labels of every labelled micrograph and
+    #: train on all micrographs; "micrographs": hold out whole micrographs.
+    validation: str = "labels"
     seed: int = 0
     device: str = "auto"
 
@@ -211,6 +214,88 @@ def split_validation(items: Sequence[LabeledMicrograph], fraction: float, rng: n
         count += len(items[i].positives)
     train = [i for i in range(len(items)) if i not in held]
     return train, sorted(held)
+
+
+@dataclass(frozen=True)
+class ValidationSet:
+    """What a model is validated on: per micrograph, the held-out positives (the truth) and
+    the training positives (picks on them are neither right nor wrong, and are left out)."""
+
+    items: list[LabeledMicrograph]
+    held: list[CoordinateTable]
+    known: list[CoordinateTable]
+    description: str
+    held_out: bool = True  # False: validated on the training labels
+
+    @property
+    def n_held(self) -> int:
+        return int(sum(len(h) for h in self.held))
+
+
+#: Fewer held-out labels than this and validation measures noise: validate on the training
+#: labels instead (and say so).
+MIN_HELD_OUT_LABELS = 6
+#: Validation scores whole micrographs; beyond this many it would cost more than training.
+MAX_VALIDATION_MICROGRAPHS = 8
+
+
+def split_labels(items: Sequence[LabeledMicrograph], fraction: float,
+                 rng: np.random.Generator) -> tuple[list[LabeledMicrograph], ValidationSet]:
+    """Hold out about ``fraction`` of the positive labels of the labelled micrographs.
+
+    Every micrograph stays in training with the rest of its labels; the held-out particles
+    are unlabelled there, as any unlabelled particle is, so the model is judged on how it
+    ranks particles it was never told about, with every micrograph's labels used. With few
+    labels this beats holding out whole micrographs (5 labelled micrographs would train on
+    3). Labels are held out on at most :data:`MAX_VALIDATION_MICROGRAPHS` micrographs (the
+    most labelled), since validation scores each of them; with fewer than :data:`MIN_HELD_OUT_LABELS` held-out labels
+    in all, nothing is held out and validation uses the training labels.
+    """
+    held_idx: dict[int, np.ndarray] = {}
+    # Labels are held out on the (at most MAX_VALIDATION_MICROGRAPHS) most labelled micrographs.
+    most = sorted(range(len(items)), key=lambda i: -len(items[i].positives))[:MAX_VALIDATION_MICROGRAPHS]
+    for i in sorted(most):
+        it = items[i]
+        n = len(it.positives)
+        k = int(round(fraction * n)) if n >= 2 else 0
+        k = min(k, n - 1)
+        if k > 0:
+            held_idx[i] = rng.choice(n, k, replace=False)
+    if fraction <= 0 or sum(len(v) for v in held_idx.values()) < MIN_HELD_OUT_LABELS:
+        pos = [i for i, it in enumerate(items) if len(it.positives)][:MAX_VALIDATION_MICROGRAPHS]
+        return list(items), ValidationSet([items[i] for i in pos], [items[i].positives for i in pos],
+                                          [CoordinateTable.empty() for _ in pos],
+                                          "validation on the training labels (too few labels to hold any out)", False)
+    train_items = []
+    for i, it in enumerate(items):
+        if i in held_idx:
+            keep = np.ones(len(it.positives), bool)
+            keep[held_idx[i]] = False
+            train_items.append(LabeledMicrograph(it.prep, it.positives[keep], it.negatives))
+        else:
+            train_items.append(it)
+    order = sorted(held_idx)
+    mask = {i: np.isin(np.arange(len(items[i].positives)), held_idx[i]) for i in order}
+    n_all = sum(len(v) for v in held_idx.values())
+    return train_items, ValidationSet(
+        [items[i] for i in order], [items[i].positives[mask[i]] for i in order],
+        [items[i].positives[~mask[i]] for i in order],
+        f"{n_all} of the positive labels held out for validation (on {len(held_idx)} micrograph(s), all of them "
+        f"trained on)")
+
+
+def micrograph_validation(items: Sequence[LabeledMicrograph], fraction: float,
+                          rng: np.random.Generator) -> tuple[list[LabeledMicrograph], ValidationSet]:
+    """Hold out whole micrographs (:func:`split_validation`), as a :class:`ValidationSet`."""
+    train_idx, val_idx = split_validation(items, fraction, rng)
+    train_items = [items[i] for i in train_idx]
+    if not val_idx:
+        return train_items, ValidationSet(train_items, [it.positives for it in train_items],
+                                          [CoordinateTable.empty() for _ in train_items],
+                                          "validation on the training labels (too few labelled micrographs to hold any out)", False)
+    val = [items[i] for i in val_idx]
+    return train_items, ValidationSet(val, [it.positives for it in val], [CoordinateTable.empty() for _ in val],
+                                      f"{len(val)} micrograph(s) held out for validation")
 
 
 # -- the loop ----------------------------------------------------------------------------
@@ -451,17 +536,23 @@ def validate_training(config: TrainConfig, items: Sequence[LabeledMicrograph]) -
     return warnings
 
 
-def _validation_ap(model, items, device, config) -> float:
-    aps_picks, truth = [], []
-    for it in items:
+def _validation_ap(model, vset: ValidationSet, device, config) -> float:
+    """Average precision of the picks on the validation micrographs against the held-out
+    labels, leaving out picks on training labels. With sparse labels an unlabelled particle
+    counts as a false pick, so the figure is roughly the labelled fraction times the true AP:
+    lower, but it ranks models the same way."""
+    picks, truth = [], []
+    scale = vset.items[0].prep.scale[1]
+    radius = config.nms_radius_px * scale  # within the particle radius, in original pixels
+    for it, held, known in zip(vset.items, vset.held, vset.known):
         scores = score_map(model, it.prep.image, device)
-        aps_picks.append(extract_picks(scores, it.prep, config.nms_radius_px, name=it.name))
-        truth.append(it.positives.replace(micrograph=it.name))
-    picks = CoordinateTable.concat(aps_picks)
-    truth_table = CoordinateTable.concat(truth)
-    # Match within the particle radius in original pixels.
-    scale = items[0].prep.scale[1]
-    return average_precision(match_picks(picks, truth_table, config.nms_radius_px * scale))
+        p = extract_picks(scores, it.prep, config.nms_radius_px, name=it.name)
+        if len(known) and len(p):
+            d2 = (p.x[:, None] - known.x[None]) ** 2 + (p.y[:, None] - known.y[None]) ** 2
+            p = p[~(d2.min(axis=1) <= radius * radius)]
+        picks.append(p)
+        truth.append(held.replace(micrograph=it.name))
+    return average_precision(match_picks(CoordinateTable.concat(picks), CoordinateTable.concat(truth), radius))
 
 
 def choose_model(config: TrainConfig) -> tuple[str, str]:
@@ -598,9 +689,10 @@ def train(
         kwargs["slack"] = config.slack
     objective = make_objective(config.objective, pi, **kwargs)
 
-    train_idx, val_idx = split_validation(items, config.validation_fraction, rng)
-    train_items = [items[i] for i in train_idx]
-    val_items = [items[i] for i in val_idx] or train_items
+    if config.validation == "micrographs":
+        train_items, vset = micrograph_validation(items, config.validation_fraction, rng)
+    else:
+        train_items, vset = split_labels(items, config.validation_fraction, rng)
     negative_radius = max(config.radius_px, config.particle_diameter_px / 4)
     labels = [label_map(it, config.radius_px, negative_radius) for it in train_items]
     sampler = _Sampler(train_items, labels, rf, config.tile, rng)
@@ -608,9 +700,8 @@ def train(
     n_neg = sum(len(it.negatives) for it in train_items)
     start_msg = (
         f"model {arch} ({arch_reason}), width {config.width}; objective {objective.name}, {pi_reason}; "
-        f"{n_pos} positive and {n_neg} negative labels on {len(train_items)} micrograph(s) for training, "
-        + (f"{len(val_items)} held out for validation" if val_idx else "validation on the training labels (too few labelled micrographs to hold any out)")
-        + f"; device {device}"
+        f"{n_pos} positive and {n_neg} negative labels on {len(train_items)} micrograph(s) for training; "
+        f"{vset.description}; device {device}"
     )
     logger.info("%s", start_msg)
 
@@ -649,7 +740,7 @@ def train(
             elapsed = time.perf_counter() - t0 - excluded
             out_of_time = elapsed >= config.max_seconds
             if step % config.eval_every == 0 or out_of_time or step == config.max_steps:
-                val_ap = _validation_ap(model, val_items, device, config)
+                val_ap = _validation_ap(model, vset, device, config)
                 if best_ap is None or val_ap > best_ap:
                     best_ap, since_best, best_step = val_ap, 0, step
                     best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
@@ -683,7 +774,7 @@ def train(
         if stopped_by == "cancelled" and best_ap is None and done > 0:
             # Stopped before the first validation: validate the weights as they are, so that
             # what is kept is the trained model (with an AP), not the untrained start.
-            best_ap, best_step = _validation_ap(model, val_items, device, config), done
+            best_ap, best_step = _validation_ap(model, vset, device, config), done
             best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     finally:
         model.load_state_dict(best_state)
@@ -691,8 +782,14 @@ def train(
 
     meta = _result_metadata(config, items, objective.name, pi, best_ap=best_ap, best_step=best_step, steps=done,
                             stopped_by=stopped_by, metadata=metadata)
-    # Which micrographs the model never trained on: their labels give a fair recall estimate.
-    meta["validation_micrographs"] = [micrograph_key(items[i].name) for i in val_idx]
+    # What the model never trained on: a fair recall estimate for the window's threshold.
+    if not vset.held_out:
+        meta["validation_micrographs"] = []
+    elif config.validation == "micrographs":
+        meta["validation_micrographs"] = [micrograph_key(it.name) for it in vset.items]
+    else:  # the held-out positive labels (original pixels), by micrograph
+        meta["validation_labels"] = {micrograph_key(it.name): np.round(np.stack([h.x, h.y], 1), 3).tolist()
+                                     for it, h in zip(vset.items, vset.held)}
     logger.info(
         "training stopped (%s) after %d steps, %.0f s; best validation AP %s",
         stopped_by,

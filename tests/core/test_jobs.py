@@ -342,8 +342,9 @@ def test_labels_of_kind_negative_among_the_particles_are_used_as_negatives(mics)
         r for r in reports if r.stage == "train").message
 
 
-def test_the_model_names_the_micrographs_it_held_out():
-    """The window's recall estimate uses the labels of the micrographs a model never trained on."""
+def test_the_model_names_the_labels_it_held_out():
+    """Every labelled micrograph is trained on, with a fifth of its labels held out; the
+    model names those labels, so the window's recall estimate uses labels it never saw."""
     from picker_gui.core.jobs import TrainSettings, run_job, train_job
 
     import tempfile
@@ -359,11 +360,17 @@ def test_the_model_names_the_micrographs_it_held_out():
         for seed in range(4):
             prep, truth = _blobs(seed)
             paths.append(write_mrc(Path(tmp) / f"m{seed}.mrc", prep.image, voxel_size=2.0))
-            labels.append(truth[:8])
+            labels.append(truth[:10].replace(micrograph=f"m{seed}"))
         result = run_job(train_job(paths, CoordinateTable.concat(labels), None,
                                    TrainSettings(diameter_a=16.0, max_steps=3, max_minutes=1000.0)))
-    held = result.saved.metadata["validation_micrographs"]
-    assert held and set(held) <= {"m0", "m1", "m2", "m3"} and len(held) < 4
+    held = result.saved.metadata["validation_labels"]
+    assert set(held) == {"m0", "m1", "m2", "m3"}
+    for key, points in held.items():
+        given = labels[int(key[1:])]
+        assert len(points) == 2  # a fifth of 10
+        for x, y in points:  # each is one of the given labels (in original pixels)
+            assert np.min(np.hypot(given.x - x, given.y - y)) < 1e-3
+    assert result.saved.metadata["n_positive_labels"] == 40
 
 
 def test_a_trained_model_carries_its_id():

@@ -62,6 +62,19 @@ def test_recall_uses_the_held_out_labels_when_the_model_held_some_out(project):
     assert state.threshold_cost(-1.0).recall == 1.0
 
 
+def test_recall_uses_the_labels_the_model_held_out(project):
+    """A model trained on every micrograph with some labels held out names those labels:
+    only they measure recall (the label at (300, 300) on a was held out; the one at (100, 100)
+    was trained on, and its pick scores high)."""
+    state = PickerState(project)
+    _picks(state)
+    state.set_model(SavedModel(PickerNet("conv31", 4), {"validation_labels": {"a": [[300.0, 300.0]]}, "model_id": None,
+                                                         "particle_diameter_a": 40.0, "original_pixel_size_a": 2.0}))
+    cost = state.threshold_cost(0.0)
+    assert cost.reference == "held-out labels" and cost.n_reference == 1 and cost.recall == 0.0
+    assert state.threshold_cost(-1.5).recall == 1.0
+
+
 def test_picks_of_another_model_are_dropped_when_a_model_is_set(project):
     state = PickerState(project)
     _picks(state)
