@@ -19,7 +19,7 @@ from picker_gui.core.metrics import evaluate
 from picker_gui.core.models import load_model, save_model
 from picker_gui.core.objectives import GEBinomial, UNLABELED, POSITIVE, disc_pixels, pi_from_expected
 from picker_gui.core.preprocess import Normalization, Preprocessed
-from picker_gui.core.training import LabeledMicrograph, TrainConfig, run_training, select_device, split_validation, train
+from picker_gui.core.training import LabeledMicrograph, TrainConfig, run_training, select_device, split_labels, split_validation, train
 
 DIAMETER = 8.0  # px
 
@@ -186,6 +186,53 @@ def test_validation_split_holds_out_whole_micrographs(data):
     train_idx, val_idx = split_validation(items, 0.2, np.random.default_rng(0))
     assert len(val_idx) == 1 and set(train_idx) | set(val_idx) == {0, 1, 2}
     assert split_validation(items[:1], 0.2, np.random.default_rng(0)) == ([0], [])
+
+
+def test_label_split_trains_on_every_micrograph_and_holds_out_a_fifth_of_each(data):
+    items, _ = data  # 3 micrographs with 8 labels each
+    train_items, vset = split_labels(items, 0.25, np.random.default_rng(0))
+    assert [it.name for it in train_items] == [it.name for it in items]
+    assert vset.held_out and [it.name for it in vset.items] == [it.name for it in items]
+    for it, kept, held, known in zip(items, train_items, vset.held, vset.known):
+        assert len(held) == 2 and len(kept.positives) == 6
+        # held and kept are disjoint and together are the given labels
+        together = np.sort(np.concatenate([held.x, kept.positives.x]))
+        assert np.array_equal(together, np.sort(it.positives.x))
+        assert np.array_equal(np.sort(known.x), np.sort(kept.positives.x))
+
+
+def test_label_split_with_too_few_labels_validates_on_the_training_labels(data):
+    items, _ = data
+    few = [LabeledMicrograph(it.prep, it.positives[:2]) for it in items]  # 1 held out of each: 3 < 6
+    train_items, vset = split_labels(few, 0.5, np.random.default_rng(0))
+    assert not vset.held_out and "training labels" in vset.description
+    assert [len(it.positives) for it in train_items] == [2, 2, 2]
+
+
+def test_validation_leaves_out_picks_on_training_labels():
+    """A pick on a training label is neither right nor wrong: with it counted as a false pick
+    the AP of a perfect ranking of the held-out particles would drop."""
+    from picker_gui.core import training
+
+    prep, truth = _blobs(5)
+    held, known = truth[:5], truth[5:]
+    item = LabeledMicrograph(prep, truth)
+    vset = training.ValidationSet([item], [held], [known], "test")
+
+    class Oracle(torch.nn.Module):  # scores training labels highest, then held-out ones
+        receptive_field = 1
+
+        def forward(self, x):
+            out = torch.full(x.shape, -5.0)
+            for table, value in ((held, 1.0), (known, 5.0)):
+                for cx, cy in zip(table.x, table.y):
+                    out[..., int(round(cy)), int(round(cx))] = value
+            return out
+
+    ap = training._validation_ap(Oracle(), vset, "cpu", _config("ge-binomial"))
+    assert ap == pytest.approx(1.0)
+    counted = training.ValidationSet([item], [held], [known[:0]], "test")
+    assert training._validation_ap(Oracle(), counted, "cpu", _config("ge-binomial")) < 0.5
 
 
 def test_unavailable_gpu_falls_back_to_cpu_with_a_warning(monkeypatch):
