@@ -15,7 +15,11 @@ Run it with ASPIRE's own environment (ASPIRE stays out of picker-gui's install):
 
 Noise: white Gaussian noise of variance P / SNR, where P is the mean power of the clean
 projections over their boxes (ASPIRE's definition of SNR), plus a slow intensity gradient
-(ice thickness), so that normalisation has something to do.
+(ice thickness), so that normalisation has something to do. Junk: ``junk`` blobs per
+micrograph that are not particles (ice crystals, aggregates, contamination): Gaussian
+blobs from a quarter to twice the particle's size, dark or bright, some elongated, with
+contrast from half to three times a particle's, so that a blob detector sized from the
+diameter does not find the particles alone.
 """
 
 from __future__ import annotations
@@ -31,9 +35,9 @@ import numpy as np
 #: SNR, cyclic order of the volume, micrographs)
 SETS = {
     # A ~120 Å particle (a small complex) at 1.6 Å/px, moderately crowded.
-    "aspire-small": dict(diameter_a=120.0, pixel_a=1.6, side=1536, per_mic=90, snr=0.008, order=3, n=12),
+    "aspire-small": dict(diameter_a=120.0, pixel_a=1.6, side=1536, per_mic=90, snr=0.003, order=3, n=12, junk=40),
     # A ~300 Å particle (ribosome-sized) at 3.2 Å/px, sparse, at low SNR.
-    "aspire-large-lowsnr": dict(diameter_a=300.0, pixel_a=3.2, side=1536, per_mic=35, snr=0.003, order=1, n=12),
+    "aspire-large-lowsnr": dict(diameter_a=300.0, pixel_a=3.2, side=1536, per_mic=35, snr=0.0015, order=1, n=12, junk=20),
 }
 
 
@@ -81,7 +85,20 @@ def make_set(name: str, spec: dict, out: Path, seed: int) -> None:
         yy, xx = np.mgrid[0 : clean.shape[0], 0 : clean.shape[1]] / clean.shape[0]
         gx, gy = rng.normal(0, 0.3, 2)
         gradient = (gx * xx + gy * yy) * np.sqrt(p / spec["snr"])
-        image = (clean + noise + gradient).astype(np.float32)
+        junk = np.zeros_like(clean)
+        peak = float(np.percentile(np.abs(clean), 99.9))
+        polarity = np.sign(np.mean([clean[int(r), int(c)] for r, c in centers])) or 1.0
+        r_px = spec["diameter_a"] / spec["pixel_a"] / 2
+        for _ in range(spec.get("junk", 0)):
+            cy, cx = rng.uniform(0, clean.shape[0]), rng.uniform(0, clean.shape[1])
+            s1 = r_px * rng.uniform(0.25, 2.0) / 2
+            s2 = s1 * rng.uniform(0.3, 1.0)  # elongated sometimes
+            ang = rng.uniform(0, np.pi)
+            u = (xx * clean.shape[0] - cx) * np.cos(ang) + (yy * clean.shape[0] - cy) * np.sin(ang)
+            v = -(xx * clean.shape[0] - cx) * np.sin(ang) + (yy * clean.shape[0] - cy) * np.cos(ang)
+            sign = polarity if rng.random() < 0.7 else -polarity  # mostly the particles' polarity
+            junk += sign * peak * rng.uniform(0.5, 3.0) * np.exp(-0.5 * ((u / s1) ** 2 + (v / s2) ** 2))
+        image = (clean + junk + noise + gradient).astype(np.float32)
         mic = f"{name}_{m:02d}.mrc"
         with mrcfile.new(folder / "micrographs" / mic, overwrite=True) as f:
             f.set_data(image)

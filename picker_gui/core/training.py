@@ -114,6 +114,7 @@ class TrainConfig:
     negative_weight: float = 1.0
     tile: int = 64
     batch_tiles: int = 16
+    positive_fraction: float = 0.5  # of the tiles, centred near a labelled particle
     learning_rate: float = 1e-3
     weight_decay: float = 1e-5
     max_steps: int = 3000
@@ -332,9 +333,9 @@ class _Sampler:
             x, y = x[:, ::-1], y[:, ::-1]
         return np.ascontiguousarray(x), np.ascontiguousarray(y)
 
-    def batch(self, n: int, tile: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def batch(self, n: int, tile: int, positive_fraction: float = 0.5) -> tuple[torch.Tensor, torch.Tensor]:
         xs, ys = [], []
-        n_pos = n // 2 if self.with_pos else 0
+        n_pos = min(n - 1, max(1, int(round(n * positive_fraction)))) if self.with_pos else 0
         for j in range(n):
             if j < n_pos:
                 i = int(self.rng.choice(self.with_pos))
@@ -722,7 +723,7 @@ def train(
                 stopped_by = "cancelled"
                 break
             model.train()
-            x, y = sampler.batch(config.batch_tiles, config.tile)
+            x, y = sampler.batch(config.batch_tiles, config.tile, config.positive_fraction)
             x = x.to(device)
             features = model.features(x)
             logits = model.classifier(features)[:, 0]
