@@ -11,7 +11,7 @@ For each dataset and seed:
    normalisation) writes the downsampled micrographs that BOTH pickers read;
 3. a sparse label set, as a user would click (200 positives spread over the training
    micrographs), in Topaz text format on the downsampled grid;
-4. our picker trains with its defaults (it stops itself; time cap 110 s), in a child process
+4. our picker trains with its defaults (it stops itself; time cap 150 s), in a child process
    whose peak memory is measured, and records test AP against time at every validation;
 5. Topaz 0.3.20 with its defaults (resnet8 from its pretrained weights, radius 3,
    GE-binomial, minibatch 256, 10 epochs; 200 minibatches an epoch, as --topaz-epoch-size),
@@ -529,7 +529,7 @@ def main() -> None:
     ap.add_argument("--topaz-no-pretrained", action="store_true", help="Topaz from scratch (not its default)")
     ap.add_argument("--rerun-topaz", action="store_true", help="do not reuse stored Topaz results")
     ap.add_argument("--skip-topaz", action="store_true", help="ours and DoG only (stored Topaz results still shown)")
-    ap.add_argument("--our-max-seconds", type=float, default=110.0, help="our time cap (the default of 'picker-gui train')")
+    ap.add_argument("--our-max-seconds", type=float, default=150.0, help="our time cap (the default of 'picker-gui train')")
     ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="override a TrainConfig field (ablation)")
     ap.add_argument("--downsample", type=float, default=None, help="downsampling factor for both pickers (default: ours, from the diameter)")
     ap.add_argument("--tag", default=None, help="name of this run's folder under --out")

@@ -53,9 +53,9 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--radius", type=positive_float, default=3.0, metavar="PX", help="labels mark a disc of this radius, downsampled px (default 3)")
     parser.add_argument("--autoencoder", type=float, default=0.0, metavar="W", help="weight of the autoencoder regulariser (Topaz finds it helps below ~250 labels; try 1)")
     parser.add_argument("--epochs", type=positive_int, metavar="N", help="at most N epochs of 40 steps (default: until validation stops improving)")
-    parser.add_argument("--max-minutes", type=positive_float, default=110 / 60, metavar="M", help="time cap in minutes (default 1.8)")
+    parser.add_argument("--max-minutes", type=positive_float, default=2.5, metavar="M", help="time cap in minutes (default 2.5)")
     parser.add_argument("--patience", type=positive_int, default=TrainConfig.patience, metavar="N",
-                        help=f"stop when validation AP has not improved for N checks of 40 steps (default {TrainConfig.patience})")
+                        help=f"stop when validation AP has stayed more than 10 %% below its best for N checks of 40 steps (default {TrainConfig.patience})")
     parser.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", required=True, type=Path, metavar="MODEL", help="where to save the model (.pt)")

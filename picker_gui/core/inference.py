@@ -36,6 +36,8 @@ def score_map(model: PickerNet, image: np.ndarray, device: str | torch.device = 
     """
     was_training = model.training
     model.eval()
+    if tile % 2:  # pooled models pool 2x2 blocks: every tile must start on the same grid
+        tile += 1
     rf = model.receptive_field
     half = rf // 2
     h, w = image.shape

@@ -117,7 +117,7 @@ class TrainSettings:
     radius_px: float = 3.0
     autoencoder: float = 0.0
     max_steps: int | None = None
-    max_minutes: float = 110 / 60
+    max_minutes: float = 2.5
     patience: int = 6
     device: str = "auto"
     seed: int = 0

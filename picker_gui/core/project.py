@@ -105,7 +105,7 @@ class ProjectSettings:
     # The picker, as the user last set it up:
     expected_per_micrograph: float | None = None
     objective: str = "ge-binomial"
-    max_minutes: float = 110 / 60
+    max_minutes: float = 2.5
     model_path: str | None = None  # the model whose picks are shown (picks.star says which)
     threshold: float | None = None
     min_distance_px: float | None = None  # least distance between picks shown, original px

@@ -34,7 +34,7 @@ from picker_gui.gui import theme
 logger = logging.getLogger(__name__)
 
 DEFAULT_OBJECTIVE = "ge-binomial"
-DEFAULT_MINUTES = 1.8
+DEFAULT_MINUTES = 2.5
 #: Redraw the curves at most this often (ms): add_report runs once per training step.
 REDRAW_MS = 100
 #: Steps in the running mean drawn over the raw (noisy, per-minibatch) loss.

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from picker_gui.core.inference import non_maximum_suppression, score_map
-from picker_gui.core.models import ARCHITECTURES, PickerNet
+from picker_gui.core.models import PickerNet, known_architectures
 
 
 def test_nms_keeps_a_hard_minimum_distance_and_ranks():
@@ -39,7 +39,7 @@ def test_nms_threshold_is_a_floor():
     assert list(s) == [5.0]
 
 
-@pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
+@pytest.mark.parametrize("arch", known_architectures())
 def test_tiled_scoring_equals_one_pass(arch):
     torch.manual_seed(0)
     model = PickerNet(arch, width=8).eval()
@@ -48,7 +48,21 @@ def test_tiled_scoring_equals_one_pass(arch):
     tiled = score_map(model, image, tile=32)
     assert whole.shape == image.shape
     np.testing.assert_allclose(tiled, whole, atol=1e-5)
+    # an odd tile is made even (a pooled model pools on the same grid in every tile)
+    np.testing.assert_allclose(score_map(model, image, tile=31), whole, atol=1e-5)
     # Valid convolutions: the model's output size is input - receptive field + 1.
     rf = model.receptive_field
     out = model(torch.zeros(1, 1, rf + 12, rf + 5))
     assert tuple(out.shape[-2:]) == (13, 6)
+
+
+def test_a_pooled_model_is_saved_and_loaded_whole(tmp_path):
+    from picker_gui.core.models import load_model, save_model
+
+    torch.manual_seed(0)
+    model = PickerNet("pool50", width=8).eval()
+    save_model(tmp_path / "m.pt", model, {"note": "pooled"})
+    loaded = load_model(tmp_path / "m.pt")
+    assert loaded.model.pooled and loaded.model.receptive_field == 50
+    image = np.random.default_rng(2).normal(size=(64, 80)).astype(np.float32)
+    np.testing.assert_array_equal(score_map(loaded.model, image), score_map(model, image))

@@ -221,7 +221,7 @@ def test_fine_tuning_starts_from_the_models_weights(mics, trained):
     tuned = []
     result = run_job(train_job(paths, labels, None, _settings(max_steps=1), init=base),
                      lambda r: r.train and tuned.append(r.train.loss))
-    assert tuned[0] < 0.7 * scratch[0], (tuned, scratch)
+    assert tuned[0] < 0.9 * scratch[0], (tuned, scratch)
     assert {k: v for k, v in base.model.state_dict().items()}.keys() == result.saved.model.state_dict().keys()
     for k, v in base.model.state_dict().items():
         assert torch.equal(v, start[k]), "fine-tuning changed the model it started from"

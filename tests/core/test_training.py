@@ -19,6 +19,7 @@ from picker_gui.core.metrics import evaluate
 from picker_gui.core.models import load_model, save_model
 from picker_gui.core.objectives import GEBinomial, UNLABELED, POSITIVE, disc_pixels, pi_from_expected
 from picker_gui.core.preprocess import Normalization, Preprocessed
+from picker_gui.core import training
 from picker_gui.core.training import LabeledMicrograph, TrainConfig, run_training, select_device, split_labels, split_validation, train
 
 DIAMETER = 8.0  # px
@@ -113,7 +114,23 @@ def test_reports_carry_progress_and_validation(data):
     val = [r for r in reports if r.val_ap is not None]
     assert len(val) == 2 and all(0 <= r.val_ap <= 1 for r in val)
     assert reports[-1].device == "cpu" and reports[-1].elapsed_s > 0
-    assert result.metadata["best_validation_ap"] == max(r.val_ap for r in val)
+    # The model kept is the latest whose validation AP is within the tolerance of the best.
+    best = max(r.val_ap for r in val)
+    kept = [r for r in val if r.val_ap >= best * (1 - training.SELECTION_TOLERANCE)][-1]
+    assert result.metadata["best_validation_ap"] == kept.val_ap
+    assert result.metadata["best_step"] == kept.step
+
+
+def test_the_latest_model_near_the_best_validation_is_kept(data, monkeypatch):
+    """Validation APs 0.50, 0.60, 0.57, 0.40 (tolerance 10 %): 0.57 is within 10 % of 0.60
+    and later, so its weights are kept; 0.40 is not."""
+    from picker_gui.core import training
+
+    items, _ = data
+    aps = iter([0.5, 0.6, 0.57, 0.4])
+    monkeypatch.setattr(training, "_validation_ap", lambda *a, **k: next(aps))
+    reports, result = _run(train(items, _config("ge-binomial", max_steps=80, eval_every=20)))
+    assert result.metadata["best_step"] == 60 and result.metadata["best_validation_ap"] == 0.57
 
 
 def test_cancel_stops_within_a_few_steps_and_keeps_a_model(data):
