@@ -29,7 +29,7 @@ from picker_gui.core.coords import CoordinateTable
 from picker_gui.core.errors import UsageError
 from picker_gui.core.formats import READ_FORMATS, read_coordinates
 from picker_gui.core.jobs import JobReport, TrainSettings, run_job, train_job
-from picker_gui.core.models import ARCHITECTURES, save_model
+from picker_gui.core.models import known_architectures, save_model
 from picker_gui.core.mrc_io import find_micrographs
 from picker_gui.core.objectives import OBJECTIVES
 from picker_gui.core.training import TrainConfig
@@ -49,7 +49,7 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     prior.add_argument("--pi", type=positive_float, metavar="P", help="fraction of the unlabelled pixels that are particle centres, in (0, 0.5]; usually 0.001-0.05")
     parser.add_argument("--objective", choices=OBJECTIVES, default="ge-binomial", help="training objective (default: ge-binomial)")
     parser.add_argument("--downsample", type=positive_float, metavar="F", help="downsampling factor (default: from the diameter)")
-    parser.add_argument("--model", choices=sorted(ARCHITECTURES), help="architecture (default: from the diameter)")
+    parser.add_argument("--model", choices=known_architectures(), help="architecture (default: from the diameter: pool34/50/74, or conv31/47/71 below 16 px across)")
     parser.add_argument("--radius", type=positive_float, default=3.0, metavar="PX", help="labels mark a disc of this radius, downsampled px (default 3)")
     parser.add_argument("--autoencoder", type=float, default=0.0, metavar="W", help="weight of the autoencoder regulariser (Topaz finds it helps below ~250 labels; try 1)")
     parser.add_argument("--epochs", type=positive_int, metavar="N", help="at most N epochs of 40 steps (default: until validation stops improving)")
