@@ -271,11 +271,11 @@ def split_labels(items: Sequence[LabeledMicrograph], fraction: float,
     ranks particles it was never told about, with every micrograph's labels used. With few
     labels this beats holding out whole micrographs (5 labelled micrographs would train on
     3). Labels are held out on at most :data:`MAX_VALIDATION_MICROGRAPHS` micrographs (the
-    most labelled), since validation scores each of them; with fewer than :data:`MIN_HELD_OUT_LABELS` held-out labels
-    in all, nothing is held out and validation uses the training labels.
+    most labelled), since validation scores each of them; with fewer than
+    :data:`MIN_HELD_OUT_LABELS` held-out labels in all, nothing is held out and validation
+    uses the training labels.
     """
     held_idx: dict[int, np.ndarray] = {}
-    # Labels are held out on the (at most MAX_VALIDATION_MICROGRAPHS) most labelled micrographs.
     most = sorted(range(len(items)), key=lambda i: -len(items[i].positives))[:MAX_VALIDATION_MICROGRAPHS]
     for i in sorted(most):
         it = items[i]
