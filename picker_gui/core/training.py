@@ -24,7 +24,7 @@ positive labels of every labelled micrograph (every micrograph is trained on: wi
 labelled micrographs, holding out whole ones would train on 3) and measures the average
 precision of the extracted picks against the held-out labels, picks on training labels
 left out; with sparse labels it is a fraction of the true AP, but it ranks models. The
-model kept is the latest within 10 % of the best validation AP, since that figure is
+model kept is the latest within 1/sqrt(held-out labels) (10-30 %) of the best validation AP, since that figure is
 noisy and a later model has trained longer.
 
 Defaults come from ablations on four datasets (benchmarks/README.md): a pooled model of
@@ -252,9 +252,18 @@ class ValidationSet:
 #: A pooled model sees the particle at half resolution: below this diameter (downsampled
 #: pixels) it would be a few pixels across there, and the full-resolution models learn faster.
 POOLED_MIN_DIAMETER_PX = 16.0
-#: The model kept is the latest whose validation AP is within this fraction of the best one:
-#: with sparse held-out labels the AP is noisy, and a later model has trained longer.
-SELECTION_TOLERANCE = 0.1
+#: The model kept is the latest whose validation AP is within a tolerance of the best one:
+#: with sparse held-out labels the AP is noisy, and a later model has trained longer. The
+#: tolerance is the relative standard error of a mean over the held-out labels,
+#: 1 / sqrt(n), kept between these bounds (40 held-out labels: 16 %).
+SELECTION_TOLERANCE = (0.1, 0.3)
+
+
+def selection_tolerance(n_held: int) -> float:
+    """How far below the best validation AP a later model may be and still be kept."""
+    lo, hi = SELECTION_TOLERANCE
+    return float(min(hi, max(lo, 1.0 / math.sqrt(max(n_held, 1)))))
+
 #: Fewer held-out labels than this and validation measures noise: validate on the training
 #: labels instead (and say so).
 MIN_HELD_OUT_LABELS = 6
@@ -735,6 +744,7 @@ def train(
     best_ap: float | None = None
     best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     checkpoints: list[tuple[int, float, dict[str, torch.Tensor]]] = []  # (step, validation AP, weights)
+    tolerance = selection_tolerance(vset.n_held)
     since_best = 0
     history: list[TrainReport] = []
     stopped_by = "max_steps"
@@ -778,9 +788,9 @@ def train(
                 # Patience counts checks that fall clearly below the best (beyond the
                 # tolerance): sparse-label validation is noisy, and a run still improving
                 # must not stop on one lucky check.
-                since_best = 0 if val_ap >= best_ap * (1 - SELECTION_TOLERANCE) else since_best + 1
+                since_best = 0 if val_ap >= best_ap * (1 - tolerance) else since_best + 1
                 checkpoints.append((step, val_ap, {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}))
-                checkpoints = [c for c in checkpoints if c[1] >= best_ap * (1 - SELECTION_TOLERANCE)]
+                checkpoints = [c for c in checkpoints if c[1] >= best_ap * (1 - tolerance)]
             report = TrainReport(
                 step=step,
                 epoch=step // config.eval_every,

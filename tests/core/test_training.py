@@ -116,14 +116,14 @@ def test_reports_carry_progress_and_validation(data):
     assert reports[-1].device == "cpu" and reports[-1].elapsed_s > 0
     # The model kept is the latest whose validation AP is within the tolerance of the best.
     best = max(r.val_ap for r in val)
-    kept = [r for r in val if r.val_ap >= best * (1 - training.SELECTION_TOLERANCE)][-1]
+    kept = [r for r in val if r.val_ap >= best * (1 - training.selection_tolerance(6))][-1]  # 6 held out
     assert result.metadata["best_validation_ap"] == kept.val_ap
     assert result.metadata["best_step"] == kept.step
 
 
 def test_the_latest_model_near_the_best_validation_is_kept(data, monkeypatch):
-    """Validation APs 0.50, 0.60, 0.57, 0.40 (tolerance 10 %): 0.57 is within 10 % of 0.60
-    and later, so its weights are kept; 0.40 is not."""
+    """Validation APs 0.50, 0.60, 0.57, 0.40 (6 held-out labels: tolerance 30 %): 0.57 is
+    within it of 0.60 and later, so its weights are kept; 0.40 is not."""
     from picker_gui.core import training
 
     items, _ = data
@@ -224,6 +224,11 @@ def test_label_split_with_too_few_labels_validates_on_the_training_labels(data):
     train_items, vset = split_labels(few, 0.5, np.random.default_rng(0))
     assert not vset.held_out and "training labels" in vset.description
     assert [len(it.positives) for it in train_items] == [2, 2, 2]
+
+
+def test_the_selection_tolerance_follows_the_number_of_held_out_labels():
+    assert training.selection_tolerance(4) == 0.3 and training.selection_tolerance(1000) == 0.1
+    assert training.selection_tolerance(40) == pytest.approx(40 ** -0.5)
 
 
 def test_validation_leaves_out_picks_on_training_labels():
