@@ -54,8 +54,9 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--autoencoder", type=float, default=0.0, metavar="W", help="weight of the autoencoder regulariser (Topaz finds it helps below ~250 labels; try 1)")
     parser.add_argument("--epochs", type=positive_int, metavar="N", help="at most N epochs of 40 steps (default: until validation stops improving)")
     parser.add_argument("--max-minutes", type=positive_float, default=2.5, metavar="M", help="time cap in minutes (default 2.5)")
-    parser.add_argument("--patience", type=positive_int, default=TrainConfig.patience, metavar="N",
-                        help=f"stop when validation AP has stayed clearly below its best (by 1/sqrt(held-out labels), 10-30 %%) for N checks of 40 steps (default {TrainConfig.patience})")
+    parser.add_argument("--patience", type=positive_int, default=None, metavar="N",
+                        help="stop early when validation AP has stayed clearly below its best (by 1/sqrt(held-out labels), "
+                             "10-30 %%) for N checks of 40 steps (default: off; the run uses its time budget and keeps the final model)")
     parser.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", required=True, type=Path, metavar="MODEL", help="where to save the model (.pt)")

@@ -118,7 +118,7 @@ class TrainSettings:
     autoencoder: float = 0.0
     max_steps: int | None = None
     max_minutes: float = 2.5
-    patience: int = 6
+    patience: int | None = None
     device: str = "auto"
     seed: int = 0
 
@@ -278,7 +278,7 @@ def _check_settings(settings: TrainSettings) -> None:
         raise UsageError(f"training needs at least one step, got {settings.max_steps}", option="--epochs")
     if not settings.max_minutes > 0:  # also refuses NaN
         raise UsageError(f"the time cap must be positive, got {settings.max_minutes:g} minutes", option="--max-minutes")
-    if settings.patience < 1:
+    if settings.patience is not None and settings.patience < 1:
         raise UsageError(f"must be at least 1 check, got {settings.patience}", option="--patience")
 
 

@@ -66,6 +66,7 @@ def _config(objective: str, **kw) -> TrainConfig:
         max_seconds=float("inf"),  # bounded by steps: no test may depend on the machine's speed
         eval_every=40,
         patience=10,
+        selection="near-best",
         device="cpu",
     )
     base.update(kw)
