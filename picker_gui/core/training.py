@@ -797,7 +797,9 @@ def train(
                 # must not stop on one lucky check.
                 since_best = 0 if val_ap >= best_ap * (1 - tolerance) else since_best + 1
                 checkpoints.append((step, val_ap, {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}))
-                if config.selection != "last":
+                if config.selection == "last":
+                    checkpoints = checkpoints[-1:]  # only the final weights can be kept
+                else:
                     checkpoints = [c for c in checkpoints if c[1] >= best_ap * (1 - tolerance)]
             report = TrainReport(
                 step=step,
