@@ -1,0 +1,441 @@
+"""Consensus of several pickers: merge their picks into clusters, AND / k-of-N / OR sets, NEG.
+
+Deep Consensus (Sanchez-Garcia et al., IUCrJ 2018) starts from several pickers' coordinate
+sets of the same micrographs. Picks of different pickers that lie within a *merge radius*
+of one another are one particle found by several pickers: a *cluster* with one *vote* per
+picker that found it. AND is the clusters every picker found, k-of-N those at least ``k``
+found, OR all of them; NEG are random positions away from every OR pick (negatives for the
+network, with the user's own negative labels).
+
+The merge here differs from Xmipp's on purpose (its flaws are in ../shared/FIELD.md):
+
+* **order-independent**: candidate pairs are joined closest first (ties broken by their
+  coordinates, never by which picker came first), so the clusters do not depend on the
+  order the sets were given in;
+* **one vote per picker**: a cluster never takes two picks of the same picker;
+* **no chaining**: two clusters join only when every pick of one is within the radius of
+  every pick of the other (complete linkage), so a row of particles never collapses into
+  one cluster;
+* **self-consensus first**: duplicates inside one set (within the radius) are merged
+  before anything else, keeping the highest-scoring one, so a picker that reports a
+  particle twice still votes once.
+
+The centre of a cluster is the mean of its picks. Coordinates are original-micrograph
+pixels throughout; the radius and box are in the same pixels.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Iterable, Mapping, Sequence
+
+import numpy as np
+
+from picker_gui.core.coords import NEGATIVE, PARTICLE, CoordinateTable, micrograph_key
+from picker_gui.core.errors import UsageError
+
+#: Default merge radius as a fraction of the box (Xmipp: 0.1 x box size).
+MERGE_FRACTION_OF_BOX = 0.1
+#: Fewer AND particles than this make a weak network (Xmipp refuses <= 256).
+MIN_AND_FOR_TRAINING = 256
+
+
+@dataclass(frozen=True)
+class PickSet:
+    """One picker's picks: a name the user knows it by, its table, and the least score a
+    pick must have to take part (``None``: all picks; sets without scores ignore it)."""
+
+    name: str
+    table: CoordinateTable
+    threshold: float | None = None
+
+    def kept(self) -> CoordinateTable:
+        t = self.table[self.table.kind == PARTICLE] if len(self.table) else self.table
+        if self.threshold is None or not len(t) or not np.isfinite(t.score).any():
+            return t
+        return t[~(t.score < self.threshold)]  # NaN scores (no score) stay
+
+
+# -- pairs within a radius --------------------------------------------------------------
+def _pairs_within(xy: np.ndarray, radius: float, chunk: int = 512) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """All pairs ``i < j`` with ``|xy[i] - xy[j]| <= radius``: (i, j, distance). Sorted on x
+    so that each point is compared only with those within the radius in x."""
+    n = len(xy)
+    if n < 2:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty, np.zeros(0)
+    order = np.argsort(xy[:, 0], kind="stable")
+    sx = xy[order]
+    ii, jj, dd = [], [], []
+    for start in range(0, n, chunk):
+        stop = min(start + chunk, n)
+        hi = int(np.searchsorted(sx[:, 0], sx[stop - 1, 0] + radius, side="right"))
+        block = sx[start:stop]
+        other = sx[start:hi]
+        d = np.sqrt(((block[:, None, :] - other[None, :, :]) ** 2).sum(-1))
+        a, b = np.nonzero(d <= radius)
+        b = b + start
+        keep = b > a + start
+        ii.append(order[a[keep] + start])
+        jj.append(order[b[keep]])
+        dd.append(d[a[keep], b[keep] - start])
+    i, j, dist = np.concatenate(ii), np.concatenate(jj), np.concatenate(dd)
+    swap = i > j
+    i[swap], j[swap] = j[swap], i[swap]
+    return i, j, dist
+
+
+def self_consensus(xy: np.ndarray, scores: np.ndarray, radius: float) -> np.ndarray:
+    """Indices of the picks of one set kept after merging its duplicates: greedily the
+    highest score first (picks without a score rank after scored ones, then by position),
+    dropping every other pick within ``radius`` of a kept one."""
+    n = len(xy)
+    if n < 2:
+        return np.arange(n)
+    s = np.where(np.isfinite(scores), scores, -np.inf)
+    order = np.lexsort((xy[:, 1], xy[:, 0], -s))
+    i, j, _ = _pairs_within(xy, radius)
+    if not len(i):
+        return np.arange(n)
+    neighbours: dict[int, list[int]] = {}
+    for a, b in zip(i.tolist(), j.tolist()):
+        neighbours.setdefault(a, []).append(b)
+        neighbours.setdefault(b, []).append(a)
+    dropped = np.zeros(n, dtype=bool)
+    keep = []
+    for k in order.tolist():
+        if dropped[k]:
+            continue
+        keep.append(k)
+        for m in neighbours.get(k, ()):
+            dropped[m] = True
+    return np.sort(np.asarray(keep, dtype=np.int64))
+
+
+# -- merging one micrograph -------------------------------------------------------------
+@dataclass(frozen=True)
+class Clusters:
+    """The merged picks of one micrograph.
+
+    Attributes
+    ----------
+    x, y : float arrays
+        Cluster centres (the mean of their picks), original pixels.
+    found_by : bool array, (n, n_sets)
+        Which sets voted for each cluster.
+    scores : float array, (n, n_sets)
+        Each voting set's score for the cluster (NaN where it did not vote or has none).
+    """
+
+    x: np.ndarray
+    y: np.ndarray
+    found_by: np.ndarray
+    scores: np.ndarray
+
+    @property
+    def votes(self) -> np.ndarray:
+        return self.found_by.sum(axis=1)
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+
+def merge_micrograph(points: Sequence[tuple[np.ndarray, np.ndarray]], radius: float) -> Clusters:
+    """Merge one micrograph's picks from several sets.
+
+    Parameters
+    ----------
+    points
+        Per set, ``(xy, scores)``: an ``(n, 2)`` array of centres and ``n`` scores (NaN
+        when the set has none).
+    radius
+        Picks of different sets at most this far apart can be one particle.
+    """
+    n_sets = len(points)
+    xys, sets, scores = [], [], []
+    for k, (xy, sc) in enumerate(points):
+        xy = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
+        sc = np.asarray(sc, dtype=np.float64).reshape(-1)
+        keep = self_consensus(xy, sc, radius)
+        xys.append(xy[keep])
+        scores.append(sc[keep])
+        sets.append(np.full(len(keep), k, dtype=np.int64))
+    xy = np.concatenate(xys) if xys else np.zeros((0, 2))
+    set_of = np.concatenate(sets) if sets else np.zeros(0, dtype=np.int64)
+    score = np.concatenate(scores) if scores else np.zeros(0)
+    n = len(xy)
+    i, j, d = _pairs_within(xy, radius)
+    other_set = set_of[i] != set_of[j]
+    i, j, d = i[other_set], j[other_set], d[other_set]
+    # Closest pairs first; ties by the pair's coordinates, which do not depend on set order.
+    lo = np.minimum(xy[i, 0] * 1e6 + xy[i, 1], xy[j, 0] * 1e6 + xy[j, 1])
+    hi = np.maximum(xy[i, 0] * 1e6 + xy[i, 1], xy[j, 0] * 1e6 + xy[j, 1])
+    order = np.lexsort((hi, lo, d))
+    parent = np.arange(n)
+    members: dict[int, list[int]] = {k: [k] for k in range(n)}
+
+    def find(a: int) -> int:
+        while parent[a] != a:
+            parent[a] = parent[parent[a]]
+            a = parent[a]
+        return a
+
+    r2 = radius * radius
+    for a, b in zip(i[order].tolist(), j[order].tolist()):
+        ra, rb = find(a), find(b)
+        if ra == rb:
+            continue
+        ma, mb = members[ra], members[rb]
+        if set(set_of[ma].tolist()) & set(set_of[mb].tolist()):
+            continue  # one vote per picker
+        diff = xy[ma][:, None, :] - xy[mb][None, :, :]
+        if ((diff**2).sum(-1) > r2 + 1e-9).any():
+            continue  # complete linkage: no chains
+        if len(ma) < len(mb) or (len(ma) == len(mb) and rb < ra):
+            ra, rb, ma, mb = rb, ra, mb, ma
+        parent[rb] = ra
+        members[ra] = ma + mb
+        del members[rb]
+    roots = sorted(members, key=lambda r: tuple(np.round(xy[members[r]].mean(0), 6)))
+    cx = np.empty(len(roots))
+    cy = np.empty(len(roots))
+    found = np.zeros((len(roots), n_sets), dtype=bool)
+    cscore = np.full((len(roots), n_sets), np.nan)
+    for c, r in enumerate(roots):
+        m = members[r]
+        cx[c], cy[c] = xy[m].mean(0)
+        found[c, set_of[m]] = True
+        cscore[c, set_of[m]] = score[m]
+    return Clusters(cx, cy, found, cscore)
+
+
+# -- every micrograph -------------------------------------------------------------------
+@dataclass(frozen=True)
+class ConsensusSets:
+    """The clusters of every micrograph, as one table with their votes.
+
+    ``table`` holds the cluster centres (micrograph, x, y; ``score`` the consensus score
+    once a network has scored them, else the fraction of sets that found it); ``found_by``
+    and ``set_scores`` are ``(n, n_sets)`` as in :class:`Clusters`.
+    """
+
+    set_names: tuple[str, ...]
+    table: CoordinateTable
+    found_by: np.ndarray
+    set_scores: np.ndarray
+    radius: float
+    micrographs: tuple[str, ...] = field(default=())
+
+    @property
+    def n_sets(self) -> int:
+        return len(self.set_names)
+
+    @property
+    def votes(self) -> np.ndarray:
+        return self.found_by.sum(axis=1)
+
+    def at_least(self, k: int) -> np.ndarray:
+        """Mask of the clusters found by at least ``k`` sets (k-of-N; 1: OR, N: AND)."""
+        return self.votes >= k
+
+    def and_mask(self) -> np.ndarray:
+        return self.at_least(self.n_sets)
+
+    def counts(self, k: int | None = None) -> dict[str, dict[str, int]]:
+        """Per micrograph (and ``"total"``): the OR, AND and (with ``k``) k-of-N counts."""
+        keys = self.table.keys if len(self.table) else np.zeros(0, dtype=object)
+        votes = self.votes
+        out: dict[str, dict[str, int]] = {}
+        names = list(self.micrographs) or sorted(set(keys.tolist()))
+        for name in names:
+            m = keys == micrograph_key(name)
+            row = {"or": int(m.sum()), "and": int((m & (votes >= self.n_sets)).sum())}
+            if k is not None:
+                row[f"{k}-of-{self.n_sets}"] = int((m & (votes >= k)).sum())
+            out[micrograph_key(name)] = row
+        total = {"or": int(len(votes)), "and": int((votes >= self.n_sets).sum())}
+        if k is not None:
+            total[f"{k}-of-{self.n_sets}"] = int((votes >= k).sum())
+        out["total"] = total
+        return out
+
+    def with_scores(self, scores: np.ndarray) -> "ConsensusSets":
+        return ConsensusSets(self.set_names, self.table.replace(score=np.asarray(scores, dtype=np.float64)),
+                             self.found_by, self.set_scores, self.radius, self.micrographs)
+
+
+def merge_sets(sets: Sequence[PickSet], radius: float, micrographs: Iterable[str] | None = None) -> ConsensusSets:
+    """Merge every micrograph's picks of ``sets`` (see :func:`merge_micrograph`).
+
+    ``micrographs``: the micrographs to merge (names or keys; default: every micrograph any
+    set has picks on). Picks are matched to micrographs by key (:func:`micrograph_key`);
+    match names that differ in more than their extension and folder first with
+    :func:`match_names`. A set with no picks on a micrograph simply has no vote there.
+    """
+    if not sets:
+        raise UsageError("consensus needs at least one coordinate set")
+    if not (radius > 0 and math.isfinite(radius)):
+        raise UsageError(f"the merge radius must be a positive number of pixels, got {radius!r}")
+    kept = [s.kept() for s in sets]
+    if micrographs is None:
+        names = sorted({k for t in kept for k in (t.keys.tolist() if len(t) else [])})
+    else:
+        names = list(dict.fromkeys(micrograph_key(m) for m in micrographs))
+    by_set = [dict(t.groupby_micrograph()) if len(t) else {} for t in kept]
+    nothing = (np.zeros((0, 2)), np.zeros(0))
+    tables, founds, scores = [], [], []
+    for name in names:
+        points = []
+        for groups in by_set:
+            sub = groups.get(name)
+            points.append((sub.xy(), sub.score) if sub is not None else nothing)
+        cl = merge_micrograph(points, radius)
+        tables.append(CoordinateTable.from_arrays(name, cl.x, cl.y, cl.votes / max(1, len(sets)), source="consensus"))
+        founds.append(cl.found_by)
+        scores.append(cl.scores)
+    n_sets = len(sets)
+    table = CoordinateTable.concat(tables)
+    found = np.concatenate(founds) if founds else np.zeros((0, n_sets), dtype=bool)
+    set_scores = np.concatenate(scores) if scores else np.zeros((0, n_sets))
+    return ConsensusSets(tuple(s.name for s in sets), table, found, set_scores, float(radius), tuple(names))
+
+
+# -- negatives --------------------------------------------------------------------------
+def sample_negatives(
+    or_xy: np.ndarray,
+    shape: tuple[int, int],
+    box: float,
+    n: int,
+    rng: np.random.Generator,
+    max_tries: int = 50,
+) -> np.ndarray:
+    """Xmipp's NEG for one micrograph: up to ``n`` uniform random positions at least half a
+    box from every OR pick and from the edges (``shape`` is (height, width) in the same
+    pixels). Fewer come back when the micrograph has no more room."""
+    h, w = shape
+    half = box / 2
+    if n <= 0 or w - 2 * half <= 0 or h - 2 * half <= 0:
+        return np.zeros((0, 2))
+    or_xy = np.asarray(or_xy, dtype=np.float64).reshape(-1, 2)
+    out: list[np.ndarray] = []
+    got = 0
+    for _ in range(max_tries):
+        m = max(64, 2 * (n - got))
+        cand = np.column_stack([rng.uniform(half, w - half, m), rng.uniform(half, h - half, m)])
+        ok = np.ones(m, dtype=bool)
+        for start in range(0, len(or_xy), 4096):
+            d2 = ((cand[:, None, :] - or_xy[None, start:start + 4096, :]) ** 2).sum(-1)
+            ok &= (d2 >= half * half).all(1)
+        cand = cand[ok][: n - got]
+        out.append(cand)
+        got += len(cand)
+        if got >= n:
+            break
+    return np.concatenate(out) if out else np.zeros((0, 2))
+
+
+def negatives(cons: ConsensusSets, shapes: Mapping[str, tuple[int, int]], box: float, rng: np.random.Generator,
+              user_negatives: CoordinateTable | None = None) -> CoordinateTable:
+    """NEG for every micrograph of ``cons``: as many as its OR picks (see
+    :func:`sample_negatives`), plus the user's negative labels (``kind == negative``) on
+    those micrographs. ``shapes``: micrograph key -> (height, width) in original pixels."""
+    tables = []
+    keys = cons.table.keys if len(cons.table) else np.zeros(0, dtype=object)
+    for name in cons.micrographs:
+        key = micrograph_key(name)
+        if key not in shapes:
+            continue
+        m = keys == key
+        or_xy = cons.table.xy()[m] if m.any() else np.zeros((0, 2))
+        xy = sample_negatives(or_xy, shapes[key], box, int(m.sum()), rng)
+        tables.append(CoordinateTable.from_arrays(name, xy[:, 0], xy[:, 1], kind=NEGATIVE, source="random"))
+    if user_negatives is not None and len(user_negatives):
+        mine = user_negatives[(user_negatives.kind == NEGATIVE)
+                              & user_negatives.on_micrographs([micrograph_key(m) for m in cons.micrographs])]
+        if len(mine):
+            tables.append(mine.replace(source=np.full(len(mine), "user", dtype=object)))
+    return CoordinateTable.concat(tables)
+
+
+def check_enough(cons: ConsensusSets, minimum: int = MIN_AND_FOR_TRAINING, k: int | None = None) -> None:
+    """Raise a clear :class:`UsageError` with the counts when the positives (AND, or k-of-N)
+    are too few to train the consensus network on."""
+    k = cons.n_sets if k is None else k
+    n_pos = int(cons.at_least(k).sum())
+    if n_pos >= minimum:
+        return
+    counts = cons.counts(k)
+    per = ", ".join(f"{name}: {c[f'{k}-of-{cons.n_sets}'] if f'{k}-of-{cons.n_sets}' in c else c['and']}"
+                    for name, c in counts.items() if name != "total")
+    which = "AND" if k == cons.n_sets else f"{k}-of-{cons.n_sets}"
+    raise UsageError(
+        f"only {n_pos} {which} particle(s) to train the consensus network on (at least {minimum} are needed; "
+        f"OR has {counts['total']['or']}). Per micrograph: {per or 'no micrographs'}. Add micrographs, lower the "
+        f"sets' thresholds, raise the merge radius or ask for fewer votes (--min-votes)")
+
+
+# -- names --------------------------------------------------------------------------------
+#: Suffixes motion-correction and picking programs add to a micrograph's name.
+NAME_SUFFIXES = ("_dw", "_doseweighted", "_noDW", "_aligned", "_sum", "_avg", "_corrected", "_autopick",
+                 "_manualpick", "_pick", "_picks", "_coords", "_topaz", "_cryolo", "_manual", "_ctf", "_fractions")
+
+
+_COORDINATE_EXTENSIONS = (".star", ".box", ".cbox", ".txt", ".csv", ".cs", ".coord", ".json")
+
+
+def _bare(key: str) -> str:
+    k = key.lower()
+    for ext in _COORDINATE_EXTENSIONS:
+        if k.endswith(ext):
+            k = k[: -len(ext)]
+            break
+    changed = True
+    while changed:
+        changed = False
+        for suffix in NAME_SUFFIXES:
+            if k.endswith(suffix.lower()) and len(k) > len(suffix):
+                k = k[: -len(suffix)]
+                changed = True
+    return k
+
+
+def match_names(names: Iterable[str], micrographs: Iterable[str]) -> tuple[dict[str, str], list[str]]:
+    """Match the micrograph names of a coordinate set to the micrographs open.
+
+    Each name matches by its key (folder and image extension dropped); failing that, by the
+    key with common suffixes (``_DW``, ``_aligned``, ``_autopick``, ...) removed on both
+    sides, case-insensitively. A name that matches no micrograph, or more than one, is
+    left out.
+
+    Returns
+    -------
+    mapping, unmatched
+        ``{key of name: micrograph name}`` for the names that matched, and the keys that did not.
+    """
+    mics = list(dict.fromkeys(micrographs))
+    by_key = {micrograph_key(m): m for m in mics}
+    by_bare: dict[str, list[str]] = {}
+    for m in mics:
+        by_bare.setdefault(_bare(micrograph_key(m)), []).append(m)
+    mapping: dict[str, str] = {}
+    unmatched: list[str] = []
+    for name in dict.fromkeys(micrograph_key(n) for n in names):
+        if name in by_key:
+            mapping[name] = by_key[name]
+        elif len(by_bare.get(_bare(name), [])) == 1:
+            mapping[name] = by_bare[_bare(name)][0]
+        else:
+            unmatched.append(name)
+    return mapping, unmatched
+
+
+def align_to_micrographs(table: CoordinateTable, micrographs: Sequence[str]) -> tuple[CoordinateTable, list[str]]:
+    """The rows of ``table`` renamed to the micrographs they match (:func:`match_names`),
+    and the keys of names that matched none (their rows are dropped)."""
+    if not len(table):
+        return table, []
+    mapping, unmatched = match_names(table.micrograph.tolist(), micrographs)
+    renamed = table.named_by_key(mapping)
+    keep = np.isin(renamed.keys, [micrograph_key(m) for m in mapping.values()])
+    return renamed[keep], unmatched

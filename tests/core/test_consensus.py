@@ -1,0 +1,163 @@
+"""Consensus sets: merges computed by hand, NEG sampling, name matching, clear errors."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from picker_gui.core.consensus import (
+    PickSet,
+    align_to_micrographs,
+    check_enough,
+    match_names,
+    merge_micrograph,
+    merge_sets,
+    negatives,
+    sample_negatives,
+    self_consensus,
+)
+from picker_gui.core.coords import NEGATIVE, CoordinateTable
+from picker_gui.core.errors import UsageError
+
+
+def _pts(*xy, scores=None):
+    xy = np.asarray(xy, dtype=float).reshape(-1, 2)
+    return xy, (np.full(len(xy), np.nan) if scores is None else np.asarray(scores, dtype=float))
+
+
+def _as_set(clusters):
+    """Clusters as a set of (rounded centre, frozenset of voting sets)."""
+    return {((round(x, 6), round(y, 6)), frozenset(np.flatnonzero(f).tolist()))
+            for x, y, f in zip(clusters.x, clusters.y, clusters.found_by)}
+
+
+def test_two_pickers_by_hand():
+    a = _pts((10, 10), (50, 50), (90, 90))
+    b = _pts((12, 10), (50, 55), (200, 200))
+    cl = merge_micrograph([a, b], radius=4)
+    # (10,10)+(12,10) merge -> (11,10); (50,50)/(50,55) are 5 apart > 4: separate.
+    assert _as_set(cl) == {
+        ((11.0, 10.0), frozenset({0, 1})),
+        ((50.0, 50.0), frozenset({0})),
+        ((50.0, 55.0), frozenset({1})),
+        ((90.0, 90.0), frozenset({0})),
+        ((200.0, 200.0), frozenset({1})),
+    }
+    assert sorted(cl.votes.tolist()) == [1, 1, 1, 1, 2]
+
+
+def test_radius_edge_is_inclusive():
+    a = _pts((0, 0))
+    b = _pts((3, 4))  # exactly 5 apart
+    assert len(merge_micrograph([a, b], radius=5.0)) == 1
+    assert len(merge_micrograph([a, b], radius=4.999)) == 2
+
+
+def test_one_vote_per_picker():
+    # Picker 0 has two picks 3 apart (not duplicates at radius 2); picker 1 has one pick
+    # between them: it joins the closer one only, never both.
+    a = _pts((0, 0), (3, 0))
+    b = _pts((1, 0))
+    cl = merge_micrograph([a, b], radius=2)
+    assert _as_set(cl) == {((0.5, 0.0), frozenset({0, 1})), ((3.0, 0.0), frozenset({0}))}
+    assert cl.found_by.sum(1).max() == 2  # no cluster has 3 members
+
+
+def test_no_chaining_complete_linkage():
+    # Three pickers in a row, each step 3 px, radius 4: A-B and B-C are within the radius
+    # but A-C (6 px) is not, so A, B and C are never one cluster.
+    a, b, c = _pts((0, 0)), _pts((3, 0)), _pts((6, 0))
+    cl = merge_micrograph([a, b, c], radius=4)
+    assert cl.votes.max() == 2
+    assert len(cl) == 2
+
+
+def test_order_independence():
+    rng = np.random.default_rng(3)
+    sets = []
+    for _ in range(3):
+        xy = rng.uniform(0, 200, (40, 2))
+        sets.append(_pts(*xy, scores=rng.normal(size=40)))
+    ref = merge_micrograph(sets, radius=6)
+    ref_set = _as_set(ref)
+    assert max(len(f) for _, f in ref_set) == 3  # the random sets do agree somewhere
+    for perm in itertools.permutations(range(3)):
+        cl = merge_micrograph([sets[p] for p in perm], radius=6)
+        # Map the permuted set indices back to the original ones.
+        back = {((x, y), frozenset(perm[i] for i in f)) for (x, y), f in _as_set(cl)}
+        assert back == ref_set
+
+
+def test_self_consensus_keeps_the_best_duplicate():
+    xy, s = _pts((10, 10), (11, 10), (40, 40), scores=[0.2, 0.9, 0.5])
+    keep = self_consensus(xy, s, radius=3)
+    assert keep.tolist() == [1, 2]
+    # A picker that reports one particle twice still votes once.
+    cl = merge_micrograph([(xy, s), _pts((10.5, 10))], radius=3)
+    assert sorted(cl.votes.tolist()) == [1, 2]
+
+
+def test_merge_sets_counts_and_empty_picker():
+    a = CoordinateTable.from_arrays(["m1"] * 3 + ["m2"] * 2, [10, 50, 90, 10, 50], [10, 50, 90, 10, 50], source="a")
+    b = CoordinateTable.from_arrays(["m1.mrc"] * 2, [11, 50], [10, 51], source="b")  # nothing on m2
+    cons = merge_sets([PickSet("a", a), PickSet("b", b)], radius=3, micrographs=["m1.mrc", "m2.mrc", "m3.mrc"])
+    counts = cons.counts(k=1)
+    assert counts["m1"] == {"or": 3, "and": 2, "1-of-2": 3}
+    assert counts["m2"] == {"or": 2, "and": 0, "1-of-2": 2}
+    assert counts["m3"] == {"or": 0, "and": 0, "1-of-2": 0}
+    assert counts["total"] == {"or": 5, "and": 2, "1-of-2": 5}
+    assert cons.and_mask().sum() == 2
+
+
+def test_set_threshold_applies_to_scored_sets_only():
+    a = CoordinateTable.from_arrays("m", [10, 50], [10, 50], score=[0.1, 0.9])
+    b = CoordinateTable.from_arrays("m", [10, 50], [10, 50])  # no scores
+    cons = merge_sets([PickSet("a", a, threshold=0.5), PickSet("b", b, threshold=0.5)], radius=2)
+    assert sorted(cons.votes.tolist()) == [1, 2]
+
+
+def test_negatives_never_near_or_and_edges():
+    rng = np.random.default_rng(0)
+    or_xy = rng.uniform(0, 500, (60, 2))
+    box = 40
+    neg = sample_negatives(or_xy, (500, 600), box, 60, rng)
+    assert len(neg) > 0
+    d = np.sqrt(((neg[:, None, :] - or_xy[None]) ** 2).sum(-1))
+    assert d.min() >= box / 2
+    assert (neg[:, 0] >= box / 2).all() and (neg[:, 0] <= 600 - box / 2).all()
+    assert (neg[:, 1] >= box / 2).all() and (neg[:, 1] <= 500 - box / 2).all()
+    assert len(neg) <= 60
+
+
+def test_negatives_match_or_count_and_keep_user_negatives():
+    a = CoordinateTable.from_arrays("m1", [100, 300], [100, 300])
+    cons = merge_sets([PickSet("a", a)], radius=5, micrographs=["m1"])
+    user = CoordinateTable.from_arrays("m1.mrc", [400], [50], kind=NEGATIVE)
+    neg = negatives(cons, {"m1": (500, 500)}, 40, np.random.default_rng(1), user)
+    assert (neg.source == "random").sum() == 2
+    assert (neg.source == "user").sum() == 1
+    assert (neg.kind == NEGATIVE).all()
+
+
+def test_too_few_and_particles_is_a_clear_message():
+    a = CoordinateTable.from_arrays("m1", [10, 50], [10, 50])
+    cons = merge_sets([PickSet("a", a), PickSet("b", a)], radius=3)
+    with pytest.raises(UsageError, match=r"only 2 AND particle\(s\).*at least 256.*m1: 2"):
+        check_enough(cons)
+
+
+def test_names_differing_by_suffix_and_folder_match():
+    mics = ["/data/MotionCorr/job3/Movies/FoilHole_1_DW.mrc", "/data/MotionCorr/job3/Movies/FoilHole_2_DW.mrc"]
+    mapping, unmatched = match_names(["FoilHole_1.mrc", "other/FoilHole_2_DW.mrc", "FoilHole_9"], mics)
+    assert mapping == {"FoilHole_1": mics[0], "FoilHole_2_DW": mics[1]}
+    assert unmatched == ["FoilHole_9"]
+    table = CoordinateTable.from_arrays(["FoilHole_1_autopick.star", "FoilHole_9"], [1, 2], [1, 2])
+    aligned, missing = align_to_micrographs(table, mics)
+    assert aligned.micrograph.tolist() == [mics[0]] and missing == ["FoilHole_9"]
+
+
+def test_ambiguous_name_is_not_guessed():
+    mapping, unmatched = match_names(["mic1"], ["a/mic1_DW.mrc", "b/mic1_aligned.mrc"])
+    assert mapping == {} and unmatched == ["mic1"]
