@@ -290,6 +290,10 @@ def ours_worker(job_path: Path) -> None:
         picks.append(extract_picks(score_map(result.model, p.image), p, radius_ds, name=p.path.name))
         per_mic.append(time.perf_counter() - t)
     final = evaluate(CoordinateTable.concat(picks), truth, job["match_radius"])
+    # The same model with test-time augmentation (the eight rotations and flips averaged).
+    tta = evaluate(CoordinateTable.concat(extract_picks(score_map(result.model, p.image, augment=True), p, radius_ds,
+                                                        name=p.path.name) for p in tests), truth, job["match_radius"])
+    torch.save(result.model.state_dict(), Path(job["result"]).with_name("ours_model.pt"))
     out = {
         "train_time_s": result.history[-1].elapsed_s if result.history else wall,
         "wall_with_test_evals_s": wall,
@@ -299,6 +303,7 @@ def ours_worker(job_path: Path) -> None:
         "architecture": result.model.architecture,
         "curve": curve,
         "final": final,
+        "final_tta": tta,
         "extract_s_per_mic": per_mic,
     }
     Path(job["result"]).write_text(json.dumps(out, indent=1))
@@ -473,6 +478,7 @@ def compare(dataset: str, seed: int, args) -> dict:
         "labels": len(labels),
         "px_across": data["diameter_a"] / data["ds_pixel_a"],
         "ours_ap": ours["final"]["average_precision"],
+        "ours_tta_ap": ours["final_tta"]["average_precision"] if "final_tta" in ours else None,
         "dog_ap": dog["average_precision"],
         "topaz_final_ap": topaz["final_ap"] if topaz else None,
         "topaz_best_ap": topaz["best_ap"] if topaz else None,
@@ -495,7 +501,7 @@ def compare(dataset: str, seed: int, args) -> dict:
 
 
 COLUMNS = [
-    ("dataset", "{}"), ("seed", "{}"), ("px_across", "{:.1f}"), ("ours_ap", "{:.3f}"), ("dog_ap", "{:.3f}"),
+    ("dataset", "{}"), ("seed", "{}"), ("px_across", "{:.1f}"), ("ours_ap", "{:.3f}"), ("ours_tta_ap", "{:.3f}"), ("dog_ap", "{:.3f}"),
     ("topaz_final_ap", "{:.3f}"), ("topaz_best_ap", "{:.3f}"), ("topaz_best_epoch", "{}"), ("vs_topaz_best", "{:+.3f}"),
     ("ours_train_s", "{:.0f}"), ("topaz_train_s", "{:.0f}"), ("time_ratio", "{:.3f}"), ("ours_steps", "{}"),
     ("ours_stopped_by", "{}"), ("ours_extract_s", "{:.3f}"), ("topaz_extract_s", "{:.3f}"),
@@ -506,12 +512,12 @@ COLUMNS = [
 def _print(rows: list[dict]) -> None:
     print("\t".join(c for c, _ in COLUMNS))
     for r in rows:
-        print("\t".join(fmt.format(r[c]) if r[c] is not None else "n/a" for c, fmt in COLUMNS))
+        print("\t".join(fmt.format(r[c]) if r.get(c) is not None else "n/a" for c, fmt in COLUMNS))
     for dataset in sorted({r["dataset"] for r in rows}):
         sub = [r for r in rows if r["dataset"] == dataset]
         med = {}
         for c, _ in COLUMNS[2:]:
-            vals = [r[c] for r in sub if isinstance(r[c], (int, float)) and not isinstance(r[c], bool) and r[c] == r[c]]
+            vals = [r[c] for r in sub if isinstance(r.get(c), (int, float)) and not isinstance(r[c], bool) and r[c] == r[c]]
             med[c] = statistics.median(vals) if vals else None
         print(f"MEDIAN {dataset} over {len(sub)} seed(s): " + ", ".join(f"{c}={v:.3f}" for c, v in med.items() if v is not None))
     sys.stdout.flush()

@@ -26,14 +26,26 @@ logger = logging.getLogger(__name__)
 
 
 @torch.no_grad()
-def score_map(model: PickerNet, image: np.ndarray, device: str | torch.device = "cpu", tile: int = 1024) -> np.ndarray:
+def score_map(model: PickerNet, image: np.ndarray, device: str | torch.device = "cpu", tile: int = 1024,
+              augment: bool = False) -> np.ndarray:
     """Per-pixel logits for a whole (preprocessed) micrograph, same shape as ``image``.
 
     Parameters
     ----------
     tile
         Output tile edge; memory grows with ``(tile + receptive_field)^2 x width``.
+    augment
+        Average the logits over the eight rotations and flips of the micrograph (each
+        scored, then turned back): 8 x the time, a smoother and more stable ranking.
     """
+    if augment:
+        total = np.zeros(image.shape, dtype=np.float64)
+        for k in range(4):
+            for flip in (False, True):
+                view = np.rot90(image[:, ::-1] if flip else image, k)
+                s = np.rot90(score_map(model, view, device, tile), -k)
+                total += s[:, ::-1] if flip else s
+        return (total / 8).astype(np.float32)
     was_training = model.training
     model.eval()
     if tile % 2:  # pooled models pool 2x2 blocks: every tile must start on the same grid

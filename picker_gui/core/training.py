@@ -35,6 +35,7 @@ rate that decays along a cosine over the time budget, 2.5 minutes.
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import threading
@@ -134,6 +135,10 @@ class TrainConfig:
     #: its budget ends on small steps.
     lr_schedule: str = "cosine"
     weight_decay: float = 1e-5
+    #: Validate and keep an exponential moving average of the weights (this decay per
+    #: step; None: the weights as they are). It averages out the noise of small,
+    #: sparsely labelled minibatches.
+    ema: float | None = None
     max_steps: int = 3000
     max_seconds: float = 150.0
     eval_every: int = 40
@@ -748,6 +753,8 @@ def train(
     decoder = AutoencoderHead(config.width, config.particle_diameter_px, rf).to(device) if config.autoencoder > 0 else None
     params = list(model.parameters()) + (list(decoder.parameters()) if decoder is not None else [])
     optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
+    # The model validated and kept: the weights as trained, or their moving average.
+    kept = model if not config.ema else copy.deepcopy(model)
     best_ap: float | None = None
     best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     checkpoints: list[tuple[int, float, dict[str, torch.Tensor]]] = []  # (step, validation AP, weights)
@@ -784,19 +791,21 @@ def train(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            if kept is not model:
+                _ema_update(kept, model, min(config.ema, (1 + step) / (10 + step)))
             done = step
 
             val_ap = None
             elapsed = time.perf_counter() - t0 - excluded
             out_of_time = elapsed >= config.max_seconds
             if step % config.eval_every == 0 or out_of_time or step == config.max_steps:
-                val_ap = _validation_ap(model, vset, device, config)
+                val_ap = _validation_ap(kept, vset, device, config)
                 best_ap = val_ap if best_ap is None else max(best_ap, val_ap)
                 # Patience counts checks that fall clearly below the best (beyond the
                 # tolerance): sparse-label validation is noisy, and a run still improving
                 # must not stop on one lucky check.
                 since_best = 0 if val_ap >= best_ap * (1 - tolerance) else since_best + 1
-                checkpoints.append((step, val_ap, {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}))
+                checkpoints.append((step, val_ap, {k: v.detach().cpu().clone() for k, v in kept.state_dict().items()}))
                 if config.selection == "last":
                     checkpoints = checkpoints[-1:]  # only the final weights can be kept
                 else:
@@ -815,9 +824,9 @@ def train(
             message = None
             history.append(report)
             if val_ap is not None and on_validation is not None:
-                model.eval()
+                kept.eval()
                 t_cb = time.perf_counter()
-                on_validation(report, model)
+                on_validation(report, kept)
                 excluded += time.perf_counter() - t_cb  # the caller's time is not training time
             yield report
             if config.patience is not None and since_best >= config.patience:
@@ -828,14 +837,14 @@ def train(
                 break
         if config.selection == "last" and done > 0 and (not checkpoints or checkpoints[-1][0] != done):
             # Stopped between checks: the final weights are kept, validated once.
-            val_ap = _validation_ap(model, vset, device, config)
+            val_ap = _validation_ap(kept, vset, device, config)
             best_ap = val_ap if best_ap is None else max(best_ap, val_ap)
-            checkpoints.append((done, val_ap, {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}))
+            checkpoints.append((done, val_ap, {k: v.detach().cpu().clone() for k, v in kept.state_dict().items()}))
         elif stopped_by == "cancelled" and best_ap is None and done > 0:
             # Stopped before the first validation: validate the weights as they are, so that
             # what is kept is the trained model (with an AP), not the untrained start.
-            best_ap = _validation_ap(model, vset, device, config)
-            checkpoints.append((done, best_ap, {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}))
+            best_ap = _validation_ap(kept, vset, device, config)
+            checkpoints.append((done, best_ap, {k: v.detach().cpu().clone() for k, v in kept.state_dict().items()}))
     finally:
         if checkpoints:  # the latest model within the tolerance of the best validation AP
             best_step, best_ap, best_state = checkpoints[-1]
@@ -868,6 +877,17 @@ def train(
         logger.warning("%s", text)
         warnings.append(text)
     return TrainResult(model, meta, history, stopped_by, warnings)
+
+
+@torch.no_grad()
+def _ema_update(average: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
+    """``average = decay * average + (1 - decay) * model``, parameters and float buffers
+    (BatchNorm statistics) alike; integer buffers are copied."""
+    for a, m in zip(average.state_dict().values(), model.state_dict().values()):
+        if a.dtype.is_floating_point:
+            a.mul_(decay).add_(m.detach(), alpha=1 - decay)
+        else:
+            a.copy_(m)
 
 
 def run_training(gen: Generator[TrainReport, None, TrainResult], on_report: Callable[[TrainReport], None] | None = None) -> TrainResult:

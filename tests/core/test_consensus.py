@@ -77,9 +77,11 @@ def test_no_chaining_complete_linkage():
 def test_order_independence():
     rng = np.random.default_rng(3)
     sets = []
-    for _ in range(3):
-        xy = rng.uniform(0, 200, (40, 2))
-        sets.append(_pts(*xy, scores=rng.normal(size=40)))
+    truth = rng.uniform(0, 300, (40, 2))
+    for _ in range(3):  # each picker finds most true particles, jittered, plus false ones
+        found = truth[rng.random(40) < 0.8] + rng.normal(0, 1.5, (1, 2))
+        xy = np.concatenate([found + rng.normal(0, 1.5, found.shape), rng.uniform(0, 300, (15, 2))])
+        sets.append(_pts(*xy, scores=rng.normal(size=len(xy))))
     ref = merge_micrograph(sets, radius=6)
     ref_set = _as_set(ref)
     assert max(len(f) for _, f in ref_set) == 3  # the random sets do agree somewhere
