@@ -1,0 +1,97 @@
+"""The Deep Consensus network: crops, a toy task it must learn, cancel."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+from picker_gui.core.consensus_net import (
+    ConsensusConfig,
+    ConsensusNet,
+    extract_crops,
+    filters_for,
+    train_consensus,
+)
+from picker_gui.core.errors import UsageError
+
+
+def _toy(n: int, rng: np.random.Generator, particle: bool, px: int = 16) -> np.ndarray:
+    yy, xx = np.mgrid[:px, :px] - (px - 1) / 2
+    disc = (xx**2 + yy**2 <= (px / 5) ** 2).astype(np.float32)
+    out = rng.normal(0, 1, (n, px, px)).astype(np.float32)
+    if particle:
+        out -= 2.0 * disc  # a dark blob in the centre
+    return out
+
+
+def test_filters_scale_with_positives():
+    assert filters_for(300) == (2, 16)
+    assert filters_for(5000) == (4, 32)
+    assert filters_for(50000) == (8, 64)
+
+
+def test_network_shapes_for_any_input_size():
+    for px in (32, 64, 128):
+        net = ConsensusNet(px, (2, 16))
+        assert net(torch.zeros(3, 1, px, px)).shape == (3,)
+
+
+def test_crops_are_centred_and_resized():
+    img = np.zeros((100, 120), dtype=np.float32)
+    img[40, 70] = 1.0  # one bright pixel
+    crops = extract_crops(img, np.array([70.0]), np.array([40.0]), box=16, input_px=16)
+    assert crops.shape == (1, 16, 16)
+    iy, ix = np.unravel_index(np.argmax(crops[0]), crops[0].shape)
+    assert (iy, ix) in {(7, 7), (7, 8), (8, 7), (8, 8)}
+    # A crop over the edge repeats the edge, no error.
+    assert extract_crops(img, np.array([0.0]), np.array([0.0]), 30, 8).shape == (1, 8, 8)
+
+
+def test_learns_a_toy_task():
+    rng = np.random.default_rng(0)
+    pos, neg = _toy(300, rng, True), _toy(300, rng, False)
+    config = ConsensusConfig(input_px=16, ensemble=2, batch=32, check_every=10, max_epochs=6, max_seconds=120,
+                             seed=1, device="cpu", stop_accuracy=0.97)
+    gen = train_consensus(pos, neg, config)
+    reports = []
+    while True:
+        try:
+            reports.append(next(gen))
+        except StopIteration as done:
+            model = done.value
+            break
+    assert len(model.nets) == 2
+    assert {r.member for r in reports} == {0, 1}
+    test_pos, test_neg = _toy(100, rng, True), _toy(100, rng, False)
+    sp, sn = model.score(test_pos), model.score(test_neg)
+    assert ((sp >= 0) & (sp <= 1)).all()
+    accuracy = ((sp > 0.5).sum() + (sn <= 0.5).sum()) / 200
+    assert accuracy > 0.9
+    assert min(model.val_accuracy) > 0.85
+
+
+def test_cancel_ends_at_once_with_what_was_trained():
+    rng = np.random.default_rng(0)
+    pos, neg = _toy(100, rng, True), _toy(100, rng, False)
+    stop = threading.Event()
+    gen = train_consensus(pos, neg, ConsensusConfig(input_px=16, ensemble=3, device="cpu"), stop)
+    steps = 0
+    while True:
+        try:
+            next(gen)
+            steps += 1
+            if steps == 5:
+                stop.set()
+        except StopIteration as done:
+            model = done.value
+            break
+    assert steps == 5
+    assert len(model.nets) == 1 and model.stopped_by == ["cancelled"]
+
+
+def test_too_few_crops_is_a_clear_message():
+    with pytest.raises(UsageError, match="1 AND and 5 NEG"):
+        next(train_consensus(np.zeros((1, 16, 16), np.float32), np.zeros((5, 16, 16), np.float32)))
