@@ -43,6 +43,7 @@ from picker_gui.core.preprocess import PreprocessParams, check_sizes, downsample
 
 if TYPE_CHECKING:
     from picker_gui.core.cache import PreprocessCache
+    from picker_gui.core.consensus_net import ConsensusReport
     from picker_gui.core.models import SavedModel
     from picker_gui.core.training import LabeledMicrograph, TrainConfig, TrainReport
 
@@ -65,7 +66,7 @@ class JobReport:
     Attributes
     ----------
     stage
-        ``"preprocess"``, ``"train"`` or ``"pick"``.
+        ``"preprocess"``, ``"train"``, ``"pick"`` or ``"consensus"``.
     done, total
         Items finished in this stage (micrographs, or training steps) and how many there
         are when known (for training, the most steps the run may take).
@@ -95,6 +96,8 @@ class JobReport:
     #: the candidates kept apart at it (the picks), worked out on the job's thread so that a
     #: window need not.
     kept: tuple[float, np.ndarray] | None = None
+    #: Stage ``"consensus"``: the minibatch's report of the consensus network.
+    consensus: ConsensusReport | None = None
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,269 @@
+"""The consensus job: several pickers' sets -> clusters -> (optionally) the Deep Consensus
+network -> every OR pick scored. What ``picker-gui consensus`` and the window's consensus
+panel run.
+
+Like the other jobs (:mod:`picker_gui.core.jobs`), it takes plain arguments, yields
+:class:`~picker_gui.core.jobs.JobReport` (stage ``"preprocess"`` per micrograph, stage
+``"consensus"`` per minibatch of the network, with its
+:class:`~picker_gui.core.consensus_net.ConsensusReport`), checks a stop flag and returns
+its result. Sizes are in Å and converted with the micrographs' pixel size.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from dataclasses import dataclass, field
+from os import PathLike
+from pathlib import Path
+from typing import TYPE_CHECKING, Generator, Sequence
+
+import numpy as np
+
+from picker_gui.core.consensus import (
+    MERGE_FRACTION_OF_BOX,
+    MIN_AND_FOR_TRAINING,
+    ConsensusSets,
+    PickSet,
+    align_to_micrographs,
+    check_enough,
+    merge_sets,
+    negatives,
+)
+from picker_gui.core.coords import CoordinateTable, micrograph_key
+from picker_gui.core.errors import MicrographError, UsageError
+from picker_gui.core.jobs import JobReport, _failure_line, _listed, _stop_checker
+from picker_gui.core.mrc_io import read_header, require_unique_micrographs
+from picker_gui.core.preprocess import PreprocessParams
+
+if TYPE_CHECKING:
+    from picker_gui.core.cache import PreprocessCache
+    from picker_gui.core.consensus_net import ConsensusModel
+    from picker_gui.core.preprocess import Preprocessed
+
+logger = logging.getLogger(__name__)
+
+#: The built-in picker's set name.
+DOG_SET = "DoG"
+#: The box around a particle, as a multiple of its diameter, when none is given.
+BOX_PER_DIAMETER = 1.5
+
+
+@dataclass(frozen=True)
+class ConsensusSettings:
+    """Every knob of a consensus run, in plain values (Å)."""
+
+    diameter_a: float
+    box_a: float | None = None  # default BOX_PER_DIAMETER x diameter
+    merge_radius_a: float | None = None  # default MERGE_FRACTION_OF_BOX x box
+    min_votes: int | None = None  # the positives: found by at least this many sets (default: all: AND)
+    train: bool = True
+    dog: bool = False  # add the built-in difference-of-Gaussians picker as a set
+    min_positives: int = MIN_AND_FOR_TRAINING
+    pixel_size_a: float | None = None  # overrides the headers
+    ensemble: int = 3
+    max_minutes: float = 5.0
+    input_px: int = 64
+    seed: int = 0
+    device: str = "auto"
+
+    @property
+    def box(self) -> float:
+        return self.box_a if self.box_a else BOX_PER_DIAMETER * self.diameter_a
+
+    @property
+    def merge_radius(self) -> float:
+        return self.merge_radius_a if self.merge_radius_a else MERGE_FRACTION_OF_BOX * self.box
+
+
+@dataclass
+class ConsensusJobResult:
+    """What :func:`consensus_job` returns.
+
+    Attributes
+    ----------
+    sets
+        The clusters (OR) with their votes; ``sets.table.score`` is the network's P(particle)
+        when it was trained, else the fraction of sets that found the pick.
+    negatives
+        NEG: the random spots and user negatives the network learnt from (empty without it).
+    model
+        The trained ensemble, or None.
+    failures
+        ``(micrograph path, one line naming it and what is wrong)``.
+    unmatched
+        Per set name, the micrograph names in its file that matched no micrograph.
+    warnings
+        Also logged and in the reports' messages.
+    """
+
+    sets: ConsensusSets
+    negatives: CoordinateTable
+    model: ConsensusModel | None
+    failures: list[tuple[str, str]] = field(default_factory=list)
+    unmatched: dict[str, list[str]] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    stopped: bool = False
+
+
+def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
+    """The threshold between two classes of ``values`` that maximises the between-class
+    variance (Otsu); the DoG set's default cut."""
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    if len(v) < 2 or v.min() == v.max():
+        return -math.inf
+    hist, edges = np.histogram(v, bins=bins)
+    centres = 0.5 * (edges[1:] + edges[:-1])
+    w0 = np.cumsum(hist)
+    w1 = w0[-1] - w0
+    m0 = np.cumsum(hist * centres)
+    mean0 = m0 / np.maximum(w0, 1)
+    mean1 = (m0[-1] - m0) / np.maximum(w1, 1)
+    between = w0 * w1 * (mean0 - mean1) ** 2
+    return float(edges[1:][int(np.argmax(between[:-1]))])
+
+
+def _pixel_size(path: Path, settings: ConsensusSettings) -> float:
+    px = settings.pixel_size_a or read_header(path).pixel_size_a
+    if not px:
+        raise UsageError(f"{path}: no pixel size in the header; give --pixel-size (Å) so that the diameter and box "
+                         f"in Å can be converted to pixels")
+    return float(px)
+
+
+def consensus_job(
+    micrographs: Sequence[str | PathLike],
+    sets: Sequence[PickSet],
+    settings: ConsensusSettings,
+    *,
+    user_negatives: CoordinateTable | None = None,
+    stop: threading.Event | None = None,
+    cache: PreprocessCache | None = None,
+) -> Generator[JobReport, None, ConsensusJobResult]:
+    """Merge ``sets`` on ``micrographs`` and, with ``settings.train``, train the Deep Consensus
+    network on AND (or k-of-N) against NEG and score every OR pick.
+
+    Raises
+    ------
+    UsageError
+        No set and no built-in picker; settings that cannot work; a set whose names match
+        none of the micrographs; too few positives to train on (with the counts).
+    """
+    from picker_gui.core.classical import dog_picks
+    from picker_gui.core.preprocess import preprocess_file
+
+    should_stop = _stop_checker(stop)
+    paths = require_unique_micrographs(micrographs)
+    if not paths:
+        raise UsageError("no micrographs to take the consensus on")
+    if not sets and not settings.dog:
+        raise UsageError("consensus needs coordinate sets (or the built-in picker: --dog)")
+    if not (settings.diameter_a > 0 and math.isfinite(settings.diameter_a)):
+        raise UsageError(f"must be a positive number of Å, got {settings.diameter_a:g}", option="--diameter-a")
+    n_sets = len(sets) + (1 if settings.dog else 0)
+    if settings.min_votes is not None and not (1 <= settings.min_votes <= n_sets):
+        raise UsageError(f"must be between 1 and the number of sets ({n_sets}), got {settings.min_votes}",
+                         option="--min-votes")
+    warnings: list[str] = []
+    unmatched: dict[str, list[str]] = {}
+    aligned: list[PickSet] = []
+    names = [str(p) for p in paths]
+    for s in sets:
+        table, missing = align_to_micrographs(s.table, names)
+        if missing:
+            unmatched[s.name] = missing
+            warnings.append(f"set {s.name!r}: {len(missing)} micrograph name(s) match none of the micrographs, "
+                            f"their picks are left out: {_listed(missing)}")
+        if len(s.table) and not len(table):
+            raise UsageError(f"set {s.name!r}: none of its micrograph names ({_listed(missing)}) matches a micrograph "
+                             f"given (e.g. {paths[0].name})")
+        aligned.append(PickSet(s.name, table, s.threshold))
+    for w in warnings:
+        logger.warning("%s", w)
+
+    pixel = _pixel_size(paths[0], settings)
+    params = PreprocessParams(diameter_a=settings.diameter_a, pixel_size_a=settings.pixel_size_a)
+    preps: dict[str, Preprocessed] = {}
+    failures: list[tuple[str, str]] = []
+    dog_tables = []
+    stopped = False
+    message = "; ".join(warnings) or None
+    for i, path in enumerate(paths):
+        if should_stop():
+            stopped = True
+            break
+        key = micrograph_key(path)
+        try:
+            prep = preprocess_file(path, params, cache)
+        except MicrographError as exc:
+            line = _failure_line(path, exc)
+            failures.append((str(path), line))
+            yield JobReport("preprocess", i + 1, len(paths), message=line, micrograph=key, error=line)
+            continue
+        preps[key] = prep
+        if settings.dog:
+            diameter_ds = settings.diameter_a / (pixel * prep.scale[1])
+            dog_tables.append(dog_picks(prep, diameter_ds, name=str(path)))
+        yield JobReport("preprocess", i + 1, len(paths), message=message, micrograph=key)
+        message = None
+    if not preps:
+        raise UsageError("no micrograph could be read: " + "; ".join(line for _, line in failures[:3]))
+    if settings.dog:
+        dog = CoordinateTable.concat(dog_tables)
+        cut = otsu_threshold(dog.score)
+        aligned.append(PickSet(DOG_SET, dog, cut))
+        logger.info("built-in DoG picker: %d candidates, threshold %.3g (Otsu) keeps %d", len(dog), cut,
+                    int((dog.score >= cut).sum()))
+
+    done = [str(paths[[micrograph_key(p) for p in paths].index(k)]) for k in preps]
+    radius_px = settings.merge_radius / pixel
+    cons = merge_sets(aligned, radius_px, done)
+    k = settings.min_votes or cons.n_sets
+    counts = cons.counts(k)["total"]
+    logger.info("consensus of %d set(s) on %d micrograph(s): OR %d, AND %d, %d-of-%d %d", cons.n_sets, len(done),
+                counts["or"], counts["and"], k, cons.n_sets, counts[f"{k}-of-{cons.n_sets}"])
+    if not settings.train or stopped:
+        return ConsensusJobResult(cons, CoordinateTable.empty(), None, failures, unmatched, warnings, stopped)
+
+    check_enough(cons, settings.min_positives, k)
+    from picker_gui.core.consensus_net import ConsensusConfig, extract_crops, train_consensus
+
+    rng = np.random.default_rng(settings.seed)
+    box_px = settings.box / pixel  # original pixels
+    shapes = {key: prep.original_shape for key, prep in preps.items()}
+    neg = negatives(cons, shapes, box_px, rng, user_negatives)
+    positive = cons.at_least(k)
+
+    def crops(table: CoordinateTable) -> np.ndarray:
+        out = []
+        for key, rows in table.groupby_micrograph():
+            prep = preps[key]
+            x, y = prep.to_downsampled(rows.x, rows.y)
+            out.append(extract_crops(prep.image, x, y, box_px / prep.scale[1], settings.input_px))
+        return np.concatenate(out) if out else np.zeros((0, settings.input_px, settings.input_px), np.float32)
+
+    pos_crops = crops(cons.table[positive])
+    neg_crops = crops(neg)
+    config = ConsensusConfig(input_px=settings.input_px, ensemble=settings.ensemble, max_seconds=60 * settings.max_minutes,
+                             seed=settings.seed, device=settings.device)
+    gen = train_consensus(pos_crops, neg_crops, config, stop)
+    steps = 0
+    while True:
+        try:
+            report = next(gen)
+        except StopIteration as end:
+            model = end.value
+            break
+        steps += 1
+        yield JobReport("consensus", steps, None, message=report.message, consensus=report)
+    scores = np.zeros(len(cons.table))
+    for key, _ in cons.table.groupby_micrograph():
+        m = np.flatnonzero(cons.table.keys == key)
+        rows = cons.table[m]
+        prep = preps[key]
+        x, y = prep.to_downsampled(rows.x, rows.y)
+        scores[m] = model.score(extract_crops(prep.image, x, y, box_px / prep.scale[1], settings.input_px))
+    return ConsensusJobResult(cons.with_scores(scores), neg, model, failures, unmatched, warnings,
+                              stopped or "cancelled" in model.stopped_by)

@@ -1,0 +1,149 @@
+"""The consensus job on small synthetic micrographs: two imperfect pickers, the built-in
+picker, suffixes in names, training the network and scoring OR, cancel, clear errors."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from picker_gui.core.consensus import PickSet
+from picker_gui.core.consensus_job import DOG_SET, ConsensusSettings, consensus_job, otsu_threshold
+from picker_gui.core.coords import CoordinateTable
+from picker_gui.core.errors import UsageError
+from picker_gui.core.jobs import run_job
+from tests.conftest import write_mrc
+
+PIXEL = 4.0  # Å/px
+DIAMETER_PX = 8.0
+
+
+def _micrograph(rng, shape=(192, 192), n=40):
+    h, w = shape
+    centres = []
+    while len(centres) < n:
+        c = rng.uniform(12, [w - 12, h - 12])
+        if all(np.hypot(*(c - o)) > DIAMETER_PX * 1.6 for o in centres):
+            centres.append(c)
+    centres = np.array(centres)
+    yy, xx = np.mgrid[:h, :w]
+    image = rng.normal(0, 1.0, size=shape)
+    for cx, cy in centres:
+        image -= 2.0 * np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * 2.5**2))  # dark particles
+    return image.astype(np.float32), centres
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("cons")
+    rng = np.random.default_rng(0)
+    paths, truth = [], []
+    for i in range(4):
+        image, centres = _micrograph(rng)
+        paths.append(write_mrc(folder / f"mic{i}_DW.mrc", image, voxel_size=PIXEL))
+        truth.append(CoordinateTable.from_arrays(f"mic{i}_DW.mrc", centres[:, 0], centres[:, 1]))
+
+    def picker(found: float, n_false: int, seed: int, suffix: str) -> CoordinateTable:
+        r = np.random.default_rng(seed)
+        parts = []
+        for i, t in enumerate(truth):
+            keep = r.random(len(t)) < found
+            x = np.concatenate([t.x[keep] + r.normal(0, 0.4, keep.sum()), r.uniform(10, 182, n_false)])
+            y = np.concatenate([t.y[keep] + r.normal(0, 0.4, keep.sum()), r.uniform(10, 182, n_false)])
+            parts.append(CoordinateTable.from_arrays(f"Movies/mic{i}{suffix}.mrc", x, y, score=r.random(len(x))))
+        return CoordinateTable.concat(parts)
+
+    a = picker(0.9, 12, 1, "")  # names without _DW
+    b = picker(0.85, 12, 2, "_DW")
+    return paths, CoordinateTable.concat(truth), a, b
+
+
+def _settings(**kw):
+    base = dict(diameter_a=DIAMETER_PX * PIXEL, box_a=2 * DIAMETER_PX * PIXEL, min_positives=50, ensemble=1,
+                input_px=16, max_minutes=1.0, device="cpu")
+    base.update(kw)
+    return ConsensusSettings(**base)
+
+
+def _true_mask(table: CoordinateTable, truth: CoordinateTable, radius: float = 3.0) -> np.ndarray:
+    out = np.zeros(len(table), dtype=bool)
+    for key, rows in table.groupby_micrograph():
+        t = truth.for_micrograph(key).xy()
+        idx = np.flatnonzero(table.keys == key)
+        d = np.sqrt(((rows.xy()[:, None] - t[None]) ** 2).sum(-1))
+        out[idx] = d.min(1) <= radius
+    return out
+
+
+def test_sets_without_training_count_and_match_names(data):
+    paths, truth, a, b = data
+    result = run_job(consensus_job(paths, [PickSet("a", a), PickSet("b", b)], _settings(train=False)))
+    cons = result.sets
+    counts = cons.counts()
+    assert set(counts) == {"mic0_DW", "mic1_DW", "mic2_DW", "mic3_DW", "total"}  # matched through the suffix
+    assert result.unmatched == {}
+    true = _true_mask(cons.table, truth)
+    # AND is far cleaner than OR.
+    and_mask = cons.and_mask()
+    assert true[and_mask].mean() > 0.95
+    assert true.mean() < 0.85
+    assert counts["total"]["and"] == and_mask.sum() > 100
+    # Without the network, a pick's score is the fraction of sets that found it.
+    assert set(np.round(cons.table.score, 3).tolist()) <= {0.5, 1.0}
+
+
+def test_training_scores_or_with_true_picks_above_false_ones(data):
+    paths, truth, a, b = data
+    reports = []
+    result = run_job(consensus_job(paths, [PickSet("a", a), PickSet("b", b)], _settings()), reports.append)
+    assert result.model is not None and len(result.model.nets) == 1
+    assert any(r.stage == "consensus" and r.consensus.val_accuracy is not None for r in reports)
+    cons = result.sets
+    assert ((cons.table.score >= 0) & (cons.table.score <= 1)).all()
+    true = _true_mask(cons.table, truth)
+    assert cons.table.score[true].mean() > cons.table.score[~true].mean() + 0.2
+    # NEG: as many as OR on each micrograph, none within half a box of an OR pick.
+    assert len(result.negatives) == pytest.approx(len(cons.table), rel=0.05)
+
+
+def test_the_built_in_picker_is_a_set(data):
+    paths, truth, a, _ = data
+    result = run_job(consensus_job(paths, [PickSet("a", a)], _settings(train=False, dog=True)))
+    assert result.sets.set_names == ("a", DOG_SET)
+    # The DoG picker finds dark blobs: most agreed picks are true particles.
+    true = _true_mask(result.sets.table, truth)
+    assert result.sets.and_mask().sum() > 80
+    assert true[result.sets.and_mask()].mean() > 0.9
+
+
+def test_cancel_during_training_ends_with_the_sets(data):
+    paths, _, a, b = data
+    stop = threading.Event()
+
+    def on_report(r):
+        if r.stage == "consensus" and r.done >= 3:
+            stop.set()
+
+    result = run_job(consensus_job(paths, [PickSet("a", a), PickSet("b", b)], _settings(ensemble=3), stop=stop), on_report)
+    assert result.stopped
+    assert len(result.model.nets) == 1
+    assert len(result.sets.table) > 0
+
+
+def test_clear_errors(data):
+    paths, _, a, b = data
+    with pytest.raises(UsageError, match=r"only \d+ AND particle\(s\).*at least 100000"):
+        run_job(consensus_job(paths, [PickSet("a", a), PickSet("b", b)], _settings(min_positives=100000)))
+    other = a.replace(micrograph=np.full(len(a), "elsewhere.mrc", dtype=object))
+    with pytest.raises(UsageError, match="set 'x': none of its micrograph names"):
+        run_job(consensus_job(paths, [PickSet("x", other)], _settings(train=False)))
+    with pytest.raises(UsageError, match="--min-votes"):
+        run_job(consensus_job(paths, [PickSet("a", a)], _settings(min_votes=3)))
+    with pytest.raises(UsageError, match="coordinate sets"):
+        run_job(consensus_job(paths, [], _settings()))
+
+
+def test_otsu_splits_two_groups():
+    v = np.concatenate([np.random.default_rng(0).normal(0, 1, 500), np.random.default_rng(1).normal(10, 1, 100)])
+    assert 3 < otsu_threshold(v) < 7
