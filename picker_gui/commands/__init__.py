@@ -5,4 +5,4 @@ first line is the one-line help and the rest the epilog. Commands translate argu
 calls of :mod:`picker_gui.core` and never import Qt (except ``gui``, lazily).
 """
 
-COMMANDS = ("gui", "demo", "convert", "preprocess", "train", "pick", "evaluate", "export")
+COMMANDS = ("gui", "demo", "convert", "preprocess", "train", "pick", "consensus", "evaluate", "export")

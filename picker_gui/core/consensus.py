@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import PurePath
 from typing import Iterable, Mapping, Sequence
 
 import numpy as np
@@ -280,15 +281,15 @@ def merge_sets(sets: Sequence[PickSet], radius: float, micrographs: Iterable[str
     kept = [s.kept() for s in sets]
     if micrographs is None:
         names = sorted({k for t in kept for k in (t.keys.tolist() if len(t) else [])})
-    else:
-        names = list(dict.fromkeys(micrograph_key(m) for m in micrographs))
+    else:  # rows are named by the micrograph's file name, as picks are
+        names = list({micrograph_key(m): PurePath(str(m)).name for m in micrographs}.values())
     by_set = [dict(t.groupby_micrograph()) if len(t) else {} for t in kept]
     nothing = (np.zeros((0, 2)), np.zeros(0))
     tables, founds, scores = [], [], []
     for name in names:
         points = []
         for groups in by_set:
-            sub = groups.get(name)
+            sub = groups.get(micrograph_key(name))
             points.append((sub.xy(), sub.score) if sub is not None else nothing)
         cl = merge_micrograph(points, radius)
         tables.append(CoordinateTable.from_arrays(name, cl.x, cl.y, cl.votes / max(1, len(sets)), source="consensus"))
@@ -439,3 +440,28 @@ def align_to_micrographs(table: CoordinateTable, micrographs: Sequence[str]) -> 
     renamed = table.named_by_key(mapping)
     keep = np.isin(renamed.keys, [micrograph_key(m) for m in mapping.values()])
     return renamed[keep], unmatched
+
+
+# -- the full table -------------------------------------------------------------------------
+def write_consensus_csv(cons: ConsensusSets, path, keep: np.ndarray | None = None) -> int:
+    """Write every cluster (or those in ``keep``) as CSV: micrograph, x, y, score, votes,
+    then per set whether it found the pick (0/1) and its score there. Coordinate readers
+    read it as a scored set (the ``csv`` format). Atomic. Returns the rows written."""
+    import csv
+    import io
+
+    from picker_gui.core.paths import atomic_write_text
+
+    t, found, scores = cons.table, cons.found_by, cons.set_scores
+    if keep is not None:
+        t, found, scores = t[keep], found[keep], scores[keep]
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["micrograph", "x", "y", "score", "votes", *(f"found_by_{n}" for n in cons.set_names),
+                *(f"score_{n}" for n in cons.set_names)])
+    votes = found.sum(1)
+    for i in range(len(t)):
+        w.writerow([t.micrograph[i], f"{t.x[i]:.2f}", f"{t.y[i]:.2f}", f"{t.score[i]:.6g}", int(votes[i]),
+                    *(int(v) for v in found[i]), *("" if not np.isfinite(s) else f"{s:.6g}" for s in scores[i])])
+    atomic_write_text(path, buf.getvalue())
+    return len(t)
