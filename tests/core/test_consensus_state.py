@@ -24,7 +24,7 @@ def test_sets_merge_and_count_with_events():
     assert state.add_set("a", a) == "a"
     assert state.add_set("a", b) == "a (2)"  # names stay unique
     assert len(merged) == 2 and merged[-1] is state.result
-    assert state.counts() == {"or": 4, "and": 2, "k": 2, "neg": 0, "kept": 2}
+    assert state.counts() == {"or": 4, "and": 2, "k": 2, "neg": 0, "kept": 4}  # unscored: vote fractions 0.5, 1
     assert state.counts("m2")["or"] == 1 and state.counts("m2")["and"] == 0
     assert state.get("a").colour != state.get("a (2)").colour
     # A set threshold drops a's weakest pick: (90, 90) is gone.
