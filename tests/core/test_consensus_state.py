@@ -34,7 +34,7 @@ def test_sets_merge_and_count_with_events():
     state.set_min_votes(1)
     assert state.counts()["k"] == 3
     state.remove_set("a (2)")
-    assert state.counts()["and"] == 2 and state.result.n_sets == 1
+    assert state.counts()["and"] == 3 and state.result.n_sets == 1  # one set: everything is AND
 
 
 def test_threshold_slices_sorted_clusters():
