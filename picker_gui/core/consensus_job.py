@@ -133,6 +133,47 @@ def _pixel_size(path: Path, settings: ConsensusSettings) -> float:
     return float(px)
 
 
+def dog_job(
+    micrographs: Sequence[str | PathLike],
+    diameter_a: float,
+    *,
+    pixel_size_a: float | None = None,
+    stop: threading.Event | None = None,
+    cache: PreprocessCache | None = None,
+) -> Generator[JobReport, None, tuple[CoordinateTable, float, list[tuple[str, str]]]]:
+    """The built-in difference-of-Gaussians picker on every micrograph (stage ``"pick"``,
+    one report per micrograph with its picks). Returns every candidate (ranked, original
+    pixels), the Otsu cut of their scores (the set's default threshold) and the failures."""
+    from picker_gui.core.classical import dog_picks
+    from picker_gui.core.preprocess import preprocess_file
+
+    should_stop = _stop_checker(stop)
+    paths = require_unique_micrographs(micrographs)
+    if not (diameter_a > 0 and math.isfinite(diameter_a)):
+        raise UsageError(f"must be a positive number of Å, got {diameter_a:g}", option="--diameter-a")
+    params = PreprocessParams(diameter_a=diameter_a, pixel_size_a=pixel_size_a)
+    tables, failures = [], []
+    for i, path in enumerate(paths):
+        if should_stop():
+            break
+        key = micrograph_key(path)
+        try:
+            pixel = pixel_size_a or read_header(path).pixel_size_a
+            if not pixel:
+                raise MicrographError(path, "no pixel size in the header; give the pixel size")
+            prep = preprocess_file(path, params, cache)
+        except MicrographError as exc:
+            line = _failure_line(path, exc)
+            failures.append((str(path), line))
+            yield JobReport("pick", i + 1, len(paths), message=line, micrograph=key, error=line)
+            continue
+        picks = dog_picks(prep, diameter_a / (pixel * prep.scale[1]), name=path.name)
+        tables.append(picks)
+        yield JobReport("pick", i + 1, len(paths), micrograph=key, picks=picks)
+    table = CoordinateTable.concat(tables) if tables else CoordinateTable.empty()
+    return table, otsu_threshold(table.score), failures
+
+
 def consensus_job(
     micrographs: Sequence[str | PathLike],
     sets: Sequence[PickSet],

@@ -22,6 +22,19 @@ from picker_gui.gui.theme import BACKGROUND, NEGATIVE_COLOR, PICK_COLOR, POSITIV
 pg.setConfigOptions(imageAxisOrder="row-major", antialias=True)
 #: Pick rings relative to the particle diameter (labels are drawn at 1).
 PICK_SIZE = 0.85
+#: Consensus rings relative to the particle diameter: outside the labels and picks.
+CONSENSUS_SIZE = 1.15
+
+
+def votes_colour(votes: int, n_sets: int) -> tuple[int, int, int]:
+    """Colour of a consensus pick found by ``votes`` of ``n_sets`` pickers: red for one, through
+    yellow, to green for all of them."""
+    if n_sets <= 1:
+        return (80, 220, 120)
+    f = (votes - 1) / (n_sets - 1)
+    if f <= 0.5:
+        return (255, int(90 + 2 * f * 150), 60)
+    return (int(255 - 2 * (f - 0.5) * 175), 230, int(60 + 2 * (f - 0.5) * 60))
 
 
 class LabelViewBox(pg.ViewBox):
@@ -195,6 +208,11 @@ class MicrographCanvas(pg.GraphicsView):
         for item, z in ((self.pick_item, 5), (self.positive_item, 10), (self.negative_item, 11)):
             item.setZValue(z)
             self.view.addItem(item)
+        # Consensus: rings per vote count (each highest score first, so that the consensus
+        # threshold is a count per ring item), and each visible input set's picks as crosses.
+        self.consensus_items: dict[int, RingsItem] = {}
+        self._consensus_scores: dict[int, np.ndarray] = {}
+        self.set_items: dict[str, PassiveScatter] = {}
         self._shape: tuple[int, int] | None = None
         self._invert = False
         self.scene().sigMouseMoved.connect(self._on_mouse_moved)
@@ -249,6 +267,8 @@ class MicrographCanvas(pg.GraphicsView):
     def set_diameter(self, diameter_px: float) -> None:
         self.diameter_px = float(diameter_px)
         self.pick_item.set_diameter(self.diameter_px * PICK_SIZE)
+        for item in self.consensus_items.values():
+            item.set_diameter(self.diameter_px * CONSENSUS_SIZE)
 
     def set_labels(self, positives: np.ndarray, negatives: np.ndarray) -> None:
         d = self.diameter_px
@@ -266,6 +286,61 @@ class MicrographCanvas(pg.GraphicsView):
 
     def set_overlay_visible(self, which: str, visible: bool) -> None:
         {"positive": self.positive_item, "negative": self.negative_item, "pick": self.pick_item}[which].setVisible(visible)
+
+    def set_consensus(self, x: np.ndarray, y: np.ndarray, score: np.ndarray, votes: np.ndarray, n_sets: int,
+                      threshold: float) -> None:
+        """The consensus picks of the micrograph (highest score first), coloured by votes;
+        those at or above ``threshold`` shown."""
+        for v, item in list(self.consensus_items.items()):
+            if v > n_sets:
+                self.view.removeItem(item)
+                del self.consensus_items[v]
+                self._consensus_scores.pop(v, None)
+        votes = np.asarray(votes)
+        for v in range(1, n_sets + 1):
+            item = self.consensus_items.get(v)
+            if item is None or item.n_sets != n_sets:
+                if item is not None:
+                    self.view.removeItem(item)
+                item = RingsItem(pg.mkPen(votes_colour(v, n_sets), width=2))
+                item.n_sets = n_sets
+                item.setZValue(6)
+                item.set_diameter(self.diameter_px * CONSENSUS_SIZE)
+                self.view.addItem(item)
+                self.consensus_items[v] = item
+            m = votes == v
+            self._consensus_scores[v] = np.asarray(score)[m]
+            item.set_points(np.asarray(x)[m], np.asarray(y)[m])
+        self.set_consensus_threshold(threshold)
+
+    def set_consensus_threshold(self, threshold: float) -> None:
+        """Show the consensus picks at or above ``threshold``: a count per vote level."""
+        for v, item in self.consensus_items.items():
+            s = self._consensus_scores.get(v, np.zeros(0))
+            item.set_count(int(np.searchsorted(-s, -threshold, side="right")))
+
+    def consensus_shown(self) -> int:
+        """How many consensus rings are drawn (for tests)."""
+        return sum(len(item.data) for item in self.consensus_items.values() if item.isVisible())
+
+    def set_consensus_visible(self, visible: bool) -> None:
+        for item in (*self.consensus_items.values(), *self.set_items.values()):
+            item.setVisible(visible)
+
+    def set_input_sets(self, sets: list[tuple[str, tuple[int, int, int], np.ndarray, np.ndarray]]) -> None:
+        """Each visible input set's picks on this micrograph, as crosses in its colour:
+        ``(name, colour, x, y)``; sets not listed are removed."""
+        names = {name for name, *_ in sets}
+        for name in [n for n in self.set_items if n not in names]:
+            self.view.removeItem(self.set_items.pop(name))
+        for name, colour, x, y in sets:
+            item = self.set_items.get(name)
+            if item is None:
+                item = PassiveScatter(pxMode=False, symbol="+", pen=pg.mkPen(colour, width=1.5), brush=pg.mkBrush(colour))
+                item.setZValue(7)
+                self.view.addItem(item)
+                self.set_items[name] = item
+            item.setData(x=x, y=y, size=self.diameter_px * 0.3)
 
     # -- mapping (for tests and tooltips) ----------------------------------------------
     def map_to_widget(self, x: float, y: float):

@@ -125,6 +125,9 @@ class MainWindow(QMainWindow):
         self.train_panel = TrainPanel()
         self.threshold_panel = ThresholdPanel()
         self.gallery = GalleryWidget()
+        from picker_gui.gui.consensus_panel import ConsensusPanel
+
+        self.consensus_panel = ConsensusPanel()
         central = QWidget()
         column = QVBoxLayout(central)
         column.setContentsMargins(0, 0, 0, 0)
@@ -140,6 +143,7 @@ class MainWindow(QMainWindow):
             ("Display and labelling", self.controls, Qt.DockWidgetArea.RightDockWidgetArea),
             ("Train", self.train_panel, Qt.DockWidgetArea.RightDockWidgetArea),
             ("Picks", self.threshold_panel, Qt.DockWidgetArea.RightDockWidgetArea),
+            ("Consensus", self.consensus_panel, Qt.DockWidgetArea.RightDockWidgetArea),
             ("Gallery", self.gallery, Qt.DockWidgetArea.BottomDockWidgetArea),
         ):
             dock = QDockWidget(title, self)
@@ -151,6 +155,7 @@ class MainWindow(QMainWindow):
         # One column on the right: display, training and picks as tabs, the one at work in front.
         self.tabifyDockWidget(self.docks["Display and labelling"], self.docks["Train"])
         self.tabifyDockWidget(self.docks["Train"], self.docks["Picks"])
+        self.tabifyDockWidget(self.docks["Picks"], self.docks["Consensus"])
         self.docks["Display and labelling"].raise_()
         self.docks["Gallery"].hide()  # shown with the first picks
         self.resizeDocks([self.docks["Micrographs"]], [320], Qt.Orientation.Horizontal)
@@ -166,6 +171,9 @@ class MainWindow(QMainWindow):
         self.saver: storage.ProjectSaver | None = None
 
         self._make_actions()
+        from picker_gui.gui.consensus import ConsensusView
+
+        self.consensus = ConsensusView(self)
         self._connect()
         self.state.events.labels.connect(self._on_labels_changed)
         notes = [warnings] if isinstance(warnings, str) else list(warnings or [])
@@ -399,6 +407,7 @@ class MainWindow(QMainWindow):
         else:
             start = next(iter(self.paths), None)
         self._select = None
+        self.consensus.project_opened()
         if start:
             self._restore_view = s.view if start == s.current_micrograph else None
             self.mic_list.select(start)
@@ -563,6 +572,7 @@ class MainWindow(QMainWindow):
             return
         self.canvas.set_labels(self.store.points(self.current, PARTICLE), self.store.points(self.current, NEGATIVE))
         self._refresh_picks()
+        self.consensus.show(self.current)
 
     def _update_counts(self) -> None:
         if self.current is None:
@@ -590,6 +600,7 @@ class MainWindow(QMainWindow):
     def stop_jobs(self) -> None:
         self.picker.stop_training()
         self.picker.stop_picking()
+        self.consensus.controller.stop()
 
     def dock_raise(self, title: str) -> None:
         dock = self.docks.get(title)

@@ -107,8 +107,12 @@ class ThresholdPanel(QWidget):
     threshold_committed = pyqtSignal(float)
     min_distance_changed = pyqtSignal(float)
 
-    def __init__(self, parent: QWidget | None = None) -> None:
+    def __init__(self, parent: QWidget | None = None, *, with_distance: bool = True, hint: str = NO_PICKS_HINT,
+                 threshold_tip: str = THRESHOLD_TIP) -> None:
+        """``with_distance=False``: no least-distance control and no recall line (the consensus
+        panel's slider over scores in [0, 1])."""
         super().__init__(parent)
+        self._with_distance = with_distance
         self._value = 0.0
         self._committed = 0.0
         self._k_lo = 0  # the slider's 0, in STEP units
@@ -126,15 +130,15 @@ class ThresholdPanel(QWidget):
         self._distance_timer = QTimer(self, singleShot=True, interval=DISTANCE_DELAY_MS)
         self._distance_timer.timeout.connect(self._emit_distance)
 
-        self.hint = QLabel(NO_PICKS_HINT)
+        self.hint = QLabel(hint)
         self.hint.setWordWrap(True)
         self.hint.setStyleSheet("color: #9aa0a6; font-style: italic;")
 
         # -- threshold: spin box, log toggle, slider -------------------------------------
         title = QLabel("Threshold")
-        title.setToolTip(THRESHOLD_TIP)
+        title.setToolTip(threshold_tip)
         self.spin = QDoubleSpinBox(decimals=DECIMALS, singleStep=0.1)
-        self.spin.setToolTip(THRESHOLD_TIP)
+        self.spin.setToolTip(threshold_tip)
         # Typed values apply on Enter, not per keystroke ("-" then "-2" then "-2.5").
         self.spin.setKeyboardTracking(False)
         self.spin.setMinimumWidth(80)
@@ -149,7 +153,7 @@ class ThresholdPanel(QWidget):
         head.addWidget(self.log_box)
 
         self.slider = QSlider(Qt.Orientation.Horizontal)
-        self.slider.setToolTip(THRESHOLD_TIP)
+        self.slider.setToolTip(threshold_tip)
         self.slider.setSingleStep(10)  # 0.1 per arrow key
         self.slider.setPageStep(50)  # 0.5 per page key or groove click
         # Fusion fills a disabled slider's groove with the (accent) highlight: grey it out.
@@ -225,8 +229,13 @@ class ThresholdPanel(QWidget):
         layout.addWidget(self.plot)
         layout.addWidget(self.count_label)
         layout.addWidget(self.recall_label)
-        layout.addWidget(rule)
-        layout.addLayout(drow)
+        if with_distance:
+            layout.addWidget(rule)
+            layout.addLayout(drow)
+        else:
+            for w in (rule, distance_title, self.distance, self.distance_px):
+                w.setParent(self)
+                w.hide()
         layout.addStretch(1)
 
         self.slider.valueChanged.connect(self._on_slider_value_changed)
@@ -476,4 +485,4 @@ class ThresholdPanel(QWidget):
         self.line.setMovable(has_picks)
         self.plot.setVisible(has_picks)  # an empty histogram says nothing; the hint does
         self.count_label.setVisible(has_picks)
-        self.recall_label.setVisible(has_picks)
+        self.recall_label.setVisible(has_picks and self._with_distance)
