@@ -1,5 +1,6 @@
 """Screenshots of the picker's loop for the README: training in progress (plots and the picks
-of the model being trained), the picks at two thresholds with the gallery, the export dialog.
+of the model being trained), the picks at two thresholds with the gallery, the export dialog,
+and the consensus of our picks and the built-in picker.
 
 Run under a virtual display:
   xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python tools/tour_screenshots.py --out docs
@@ -85,6 +86,20 @@ def main() -> int:
     dialog.show()
     shot(dialog, "export-dialog.png")
     dialog.close()
+    # Consensus: our picks and the built-in picker as two sets, the network trained, its slider.
+    view = win.consensus
+    win.threshold_panel.set_threshold(0.0)
+    win._on_threshold_moved(0.0)
+    win.dock_raise("Consensus")
+    view.controller.add_our_picks()
+    view.controller.add_dog()
+    wait(lambda: len(view.state.sets) == 2 and not view.controller.finding)
+    shot(win, "consensus-sets.png")
+    view.controller.train()
+    wait(lambda: not view.controller.training and view.state.scored)
+    win._refresh_overlays()
+    settle(1.0)
+    shot(win, "consensus.png")
     win.close()
     QTimer.singleShot(0, app.quit)
     return 0
