@@ -59,32 +59,18 @@ class PickSet:
 
 
 # -- pairs within a radius --------------------------------------------------------------
-def _pairs_within(xy: np.ndarray, radius: float, chunk: int = 512) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """All pairs ``i < j`` with ``|xy[i] - xy[j]| <= radius``: (i, j, distance). Sorted on x
-    so that each point is compared only with those within the radius in x."""
-    n = len(xy)
-    if n < 2:
+def _pairs_within(xy: np.ndarray, radius: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """All pairs ``i < j`` with ``|xy[i] - xy[j]| <= radius``: (i, j, distance), from a k-d tree."""
+    from scipy.spatial import cKDTree
+
+    if len(xy) < 2:
         empty = np.zeros(0, dtype=np.int64)
         return empty, empty, np.zeros(0)
-    order = np.argsort(xy[:, 0], kind="stable")
-    sx = xy[order]
-    ii, jj, dd = [], [], []
-    for start in range(0, n, chunk):
-        stop = min(start + chunk, n)
-        hi = int(np.searchsorted(sx[:, 0], sx[stop - 1, 0] + radius, side="right"))
-        block = sx[start:stop]
-        other = sx[start:hi]
-        d = np.sqrt(((block[:, None, :] - other[None, :, :]) ** 2).sum(-1))
-        a, b = np.nonzero(d <= radius)
-        b = b + start
-        keep = b > a + start
-        ii.append(order[a[keep] + start])
-        jj.append(order[b[keep]])
-        dd.append(d[a[keep], b[keep] - start])
-    i, j, dist = np.concatenate(ii), np.concatenate(jj), np.concatenate(dd)
-    swap = i > j
-    i[swap], j[swap] = j[swap], i[swap]
-    return i, j, dist
+    pairs = cKDTree(xy).query_pairs(radius * (1 + 1e-12), output_type="ndarray")
+    i, j = pairs[:, 0].astype(np.int64), pairs[:, 1].astype(np.int64)
+    dist = np.sqrt(((xy[i] - xy[j]) ** 2).sum(1))
+    keep = dist <= radius + 1e-9
+    return i[keep], j[keep], dist[keep]
 
 
 def self_consensus(xy: np.ndarray, scores: np.ndarray, radius: float) -> np.ndarray:
@@ -173,8 +159,10 @@ def merge_micrograph(points: Sequence[tuple[np.ndarray, np.ndarray]], radius: fl
     lo = np.minimum(xy[i, 0] * 1e6 + xy[i, 1], xy[j, 0] * 1e6 + xy[j, 1])
     hi = np.maximum(xy[i, 0] * 1e6 + xy[i, 1], xy[j, 0] * 1e6 + xy[j, 1])
     order = np.lexsort((hi, lo, d))
-    parent = np.arange(n)
+    parent = list(range(n))
     members: dict[int, list[int]] = {k: [k] for k in range(n)}
+    mask = [1 << int(k) for k in set_of.tolist()]  # the sets in each cluster, as bits
+    xs, ys = xy[:, 0].tolist(), xy[:, 1].tolist()
 
     def find(a: int) -> int:
         while parent[a] != a:
@@ -182,32 +170,34 @@ def merge_micrograph(points: Sequence[tuple[np.ndarray, np.ndarray]], radius: fl
             a = parent[a]
         return a
 
-    r2 = radius * radius
+    r2 = radius * radius + 1e-9
     for a, b in zip(i[order].tolist(), j[order].tolist()):
         ra, rb = find(a), find(b)
-        if ra == rb:
-            continue
+        if ra == rb or mask[ra] & mask[rb]:
+            continue  # already one cluster, or one vote per picker
         ma, mb = members[ra], members[rb]
-        if set(set_of[ma].tolist()) & set(set_of[mb].tolist()):
-            continue  # one vote per picker
-        diff = xy[ma][:, None, :] - xy[mb][None, :, :]
-        if ((diff**2).sum(-1) > r2 + 1e-9).any():
-            continue  # complete linkage: no chains
-        if len(ma) < len(mb) or (len(ma) == len(mb) and rb < ra):
+        # Complete linkage: every pick of one within the radius of every pick of the other (no chains).
+        if any((xs[p] - xs[q]) ** 2 + (ys[p] - ys[q]) ** 2 > r2 for p in ma for q in mb):
+            continue
+        if len(ma) < len(mb):
             ra, rb, ma, mb = rb, ra, mb, ma
         parent[rb] = ra
         members[ra] = ma + mb
+        mask[ra] |= mask[rb]
         del members[rb]
-    roots = sorted(members, key=lambda r: tuple(np.round(xy[members[r]].mean(0), 6)))
-    cx = np.empty(len(roots))
-    cy = np.empty(len(roots))
-    found = np.zeros((len(roots), n_sets), dtype=bool)
-    cscore = np.full((len(roots), n_sets), np.nan)
-    for c, r in enumerate(roots):
-        m = members[r]
-        cx[c], cy[c] = xy[m].mean(0)
-        found[c, set_of[m]] = True
-        cscore[c, set_of[m]] = score[m]
+    roots = np.array([find(k) for k in range(n)], dtype=np.int64)
+    uniq, inv = np.unique(roots, return_inverse=True) if n else (np.zeros(0, np.int64), np.zeros(0, np.int64))
+    m = len(uniq)
+    size = np.bincount(inv, minlength=m).astype(np.float64)
+    cx = np.bincount(inv, xy[:, 0], minlength=m) / np.maximum(size, 1)
+    cy = np.bincount(inv, xy[:, 1], minlength=m) / np.maximum(size, 1)
+    found = np.zeros((m, n_sets), dtype=bool)
+    cscore = np.full((m, n_sets), np.nan)
+    found[inv, set_of] = True
+    cscore[inv, set_of] = score
+    # Clusters in the order of their centres (x, then y): the same whatever the order of the sets.
+    by_position = np.lexsort((np.round(cy, 6), np.round(cx, 6)))
+    cx, cy, found, cscore = cx[by_position], cy[by_position], found[by_position], cscore[by_position]
     return Clusters(cx, cy, found, cscore)
 
 

@@ -300,10 +300,11 @@ def consensus_job(
         steps += 1
         yield JobReport("consensus", steps, None, message=report.message, consensus=report)
     scores = np.zeros(len(cons.table))
-    for key, _ in cons.table.groupby_micrograph():
-        m = np.flatnonzero(cons.table.keys == key)
+    distinct, codes = cons.table._key_codes
+    for i, key in enumerate(distinct):
+        m = np.flatnonzero(codes == i)
         rows = cons.table[m]
-        prep = preps[key]
+        prep = preps[str(key)]
         x, y = prep.to_downsampled(rows.x, rows.y)
         scores[m] = model.score(extract_crops(prep.image, x, y, box_px / prep.scale[1], settings.input_px))
     return ConsensusJobResult(cons.with_scores(scores), neg, model, failures, unmatched, warnings,

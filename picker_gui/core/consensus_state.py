@@ -183,10 +183,12 @@ class ConsensusState:
         if self.result is None or not len(self.result.table):
             return
         t, votes = self.result.table, self.result.votes
-        for key, _rows in t.groupby_micrograph():
-            idx = np.flatnonzero(t.keys == key)
-            order = idx[np.argsort(-t.score[idx], kind="stable")]
-            self._sorted[key] = Sorted(t.x[order], t.y[order], t.score[order], votes[order])
+        distinct, codes = t._key_codes
+        order = np.lexsort((-t.score, codes))  # by micrograph, then highest score first
+        bounds = np.searchsorted(codes[order], np.arange(len(distinct) + 1))
+        for i, key in enumerate(distinct):
+            idx = order[bounds[i]:bounds[i + 1]]
+            self._sorted[str(key)] = Sorted(t.x[idx], t.y[idx], t.score[idx], votes[idx])
 
     def clusters(self, key: str) -> Sorted:
         """Micrograph ``key``'s clusters, highest score first."""
