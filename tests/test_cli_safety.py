@@ -88,12 +88,12 @@ def no_training(monkeypatch):
 
 @pytest.fixture
 def no_picking(monkeypatch):
-    import picker_gui.commands.pick as pick_cmd
+    import picker_gui.core.batch as batch
 
     def refuse(*a, **k):
         raise AssertionError("picking started; the problem should have been found before")
 
-    monkeypatch.setattr(pick_cmd, "pick_job", refuse)
+    monkeypatch.setattr(batch, "batch_pick_job", refuse)
 
 
 @pytest.fixture

@@ -1,0 +1,89 @@
+"""``picker-gui pick`` on a batch: kill -9 halfway, run it again, and only the rest is picked,
+with the same output as an uninterrupted run; Dask workers from the command line."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from picker_gui.cli import main
+from picker_gui.core import batch
+from picker_gui.core.formats import read_coordinates
+from tests.conftest import write_mrc
+from tests.core.test_batch import _model
+
+N = 60
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    root = tmp_path_factory.mktemp("clibatch")
+    rng = np.random.default_rng(4)
+    (root / "mics").mkdir()
+    for i in range(N):
+        write_mrc(root / "mics" / f"mic{i:03d}.mrc", rng.normal(size=(96, 128)).astype(np.float32), voxel_size=1.0)
+    return root, _model(root / "model.pt")
+
+
+def _done_lines(state):
+    path = state / batch.MANIFEST
+    if not path.exists():
+        return 0
+    return sum(1 for line in path.read_text().splitlines() if '"status": "done"' in line)
+
+
+def test_kill_9_halfway_then_the_rerun_picks_only_the_rest(folder, tmp_path, capsys):
+    root, model = folder
+    full = tmp_path / "full.star"
+    assert main(["pick", str(model), str(root / "mics"), "--out", str(full), "--workers", "0", "--device", "cpu"]) == 0
+    out = tmp_path / "picks.star"
+    state = batch.state_folder(out)
+    proc = subprocess.Popen([sys.executable, "-m", "picker_gui", "-q", "pick", str(model), str(root / "mics"), "--out",
+                             str(out), "--workers", "0", "--device", "cpu"])
+    try:
+        for _ in range(12000):  # a guard against a hang, never a speed limit
+            if _done_lines(state) >= 10 or proc.poll() is not None:
+                break
+            time.sleep(0.005)
+        os.kill(proc.pid, signal.SIGSTOP)  # frozen mid-run, then killed as the machine would
+        killed_at = _done_lines(state)
+        assert proc.poll() is None and 10 <= killed_at < N, "the run ended before it could be killed"
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait()
+    assert not out.exists()  # the output is written at the end only
+    capsys.readouterr()
+    assert main(["pick", str(model), str(root / "mics"), "--out", str(out), "--workers", "0", "--device", "cpu"]) == 0
+    assert f"{killed_at} of {N} micrograph(s) already picked" in capsys.readouterr().err
+    lines = [json.loads(x) for x in (state / batch.MANIFEST).read_text().splitlines()[1:]]
+    assert len(lines) == N  # each micrograph picked once in all
+    assert out.read_bytes() == full.read_bytes()
+
+
+def test_workers_from_the_command_line(folder, tmp_path, capsys):
+    root, model = folder
+    out = tmp_path / "picks.star"
+    assert main(["pick", str(model), str(root / "mics"), "--out", str(out), "--workers", "2", "--device", "cpu"]) == 0
+    text = capsys.readouterr().err
+    assert "LocalCluster: 2 worker process(es)" in text and "Dask dashboard: http" in text
+    assert len(set(read_coordinates(out).keys)) == N
+
+
+def test_fresh_starts_over_and_bad_options_are_one_line(folder, tmp_path, capsys):
+    root, model = folder
+    out = tmp_path / "picks.star"
+    args = ["pick", str(model), str(root / "mics" / "mic000.mrc"), "--out", str(out), "--workers", "0", "--device", "cpu"]
+    assert main(args) == 0
+    assert main(args) == 0
+    assert "1 of 1 micrograph(s) already picked" in capsys.readouterr().err
+    assert main([*args, "--fresh"]) == 0
+    assert "already picked" not in capsys.readouterr().err
+    assert main([*args[:-4], "--workers", "many"]) == 2
+    assert "--workers" in capsys.readouterr().err
