@@ -56,7 +56,7 @@ def test_csv_holds_every_or_pick_with_votes(files, caplog):
 def test_train_with_the_built_in_picker_writes_star_at_a_cut(files):
     out = files / "kept.star"
     code = main(["consensus", str(files / "a.txt"), "--dog", "--train", "--min-positives", "50", "--ensemble", "1",
-                 "--max-minutes", "0.3", "--micrographs", str(files / "mics"), "--diameter-a", str(8 * PIXEL),
+                 "--max-minutes", "1000", "--micrographs", str(files / "mics"), "--diameter-a", str(8 * PIXEL),
                  "--box-a", str(16 * PIXEL), "--cut", "0.5", "--out", str(out)])
     assert code == 0
     kept = read_coordinates(out)

@@ -53,7 +53,7 @@ def test_crops_are_centred_and_resized():
 def test_learns_a_toy_task():
     rng = np.random.default_rng(0)
     pos, neg = _toy(300, rng, True), _toy(300, rng, False)
-    config = ConsensusConfig(input_px=16, ensemble=2, batch=32, check_every=10, max_epochs=6, max_seconds=120,
+    config = ConsensusConfig(input_px=16, ensemble=2, batch=32, check_every=10, max_epochs=6, max_seconds=1e6,
                              seed=1, device="cpu", stop_accuracy=0.97)
     gen = train_consensus(pos, neg, config)
     reports = []

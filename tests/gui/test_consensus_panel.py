@@ -52,7 +52,7 @@ def _window(qtbot, folder):
     win.resize(1300, 850)
     win.show()
     qtbot.waitUntil(lambda: win.current is not None and win.displayed == win.current, timeout=20_000)
-    win.consensus.controller.overrides = {"ensemble": 1, "max_minutes": 0.3, "input_px": 16, "min_positives": 30,
+    win.consensus.controller.overrides = {"ensemble": 1, "max_minutes": 1000.0, "input_px": 16, "min_positives": 30,
                                           "box_a": 16 * PIXEL, "seed": 0}
     return win
 
