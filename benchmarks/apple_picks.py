@@ -48,7 +48,8 @@ def main() -> int:
         edge = min(h, w)
         size = int(round(args.particle_px))
         # Its default margins (99/100 px) stay: its centres come back in original pixels with them.
-        apple = Apple(particle_size=size, container_size=max(size, min(450, edge // 4)), n_processes=1)
+        apple = Apple(particle_size=size, container_size=max(size, min(450, edge // 4)), n_processes=1,
+                      output_dir=str(tmp))
         # The windows' thresholds as a fraction of the query windows there are, not of 4k x 4k.
         apple.q_box = apple.q_box * ((edge - 199) ** 2) / 4000**2
         apple.tau1 = max(1, int(apple.q_box * 0.03))

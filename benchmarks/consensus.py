@@ -76,7 +76,7 @@ def apple_set(data: dict, names: list[str], work: Path) -> CoordinateTable | Non
         cmd = [str(ASPIRE_PY), str(HERE / "apple_picks.py"), "--particle-px", f"{px:.1f}", "--out", str(out),
                *(str(raw[n]) for n in names)]
         t = time.perf_counter()
-        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=open(work / "apple.log", "w"))
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=open(work / "apple.log", "w"), cwd=work)
         logger.info("APPLE: %d micrographs in %.0f s", len(names), time.perf_counter() - t)
     table = read_coordinates(out)
     return table.replace(micrograph=[f"{k}.mrc" for k in table.keys])
