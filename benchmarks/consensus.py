@@ -73,8 +73,8 @@ def apple_set(data: dict, names: list[str], work: Path) -> CoordinateTable | Non
     if not out.exists():
         raw = {p.name: p for p in data["raw"]}
         px = data["diameter_a"] / (data["ds_pixel_a"] / data["scales"][names[0]][1])  # diameter in original px
-        cmd = [str(ASPIRE_PY), str(HERE / "apple_picks.py"), "--particle-px", f"{px:.1f}", "--out", str(out),
-               *(str(raw[n]) for n in names)]
+        cmd = [str(ASPIRE_PY), str(HERE / "apple_picks.py"), "--particle-px", f"{px:.1f}", "--out", str(out.resolve()),
+               *(str(raw[n].resolve()) for n in names)]
         t = time.perf_counter()
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=open(work / "apple.log", "w"), cwd=work)
         logger.info("APPLE: %d micrographs in %.0f s", len(names), time.perf_counter() - t)
