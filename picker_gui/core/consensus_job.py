@@ -133,6 +133,28 @@ def _pixel_size(path: Path, settings: ConsensusSettings) -> float:
     return float(px)
 
 
+def _each_preprocessed(paths, params, cache, should_stop, failures: list):
+    """``(index, path, key, preprocessed or None, failure line or None)`` per micrograph until
+    ``should_stop()``; failures are also appended to ``failures``. Returns True when stopped."""
+    from picker_gui.core.preprocess import preprocess_file
+
+    for i, path in enumerate(paths):
+        if should_stop():
+            return True
+        key = micrograph_key(path)
+        try:
+            if not (params.pixel_size_a or read_header(path).pixel_size_a):
+                raise MicrographError(path, "no pixel size in the header; give the pixel size")
+            prep = preprocess_file(path, params, cache)
+        except MicrographError as exc:
+            line = _failure_line(path, exc)
+            failures.append((str(path), line))
+            yield i, path, key, None, line
+            continue
+        yield i, path, key, prep, None
+    return False
+
+
 def dog_job(
     micrographs: Sequence[str | PathLike],
     diameter_a: float,
@@ -145,7 +167,6 @@ def dog_job(
     one report per micrograph with its picks). Returns every candidate (ranked, original
     pixels), the Otsu cut of their scores (the set's default threshold) and the failures."""
     from picker_gui.core.classical import dog_picks
-    from picker_gui.core.preprocess import preprocess_file
 
     should_stop = _stop_checker(stop)
     paths = require_unique_micrographs(micrographs)
@@ -153,25 +174,32 @@ def dog_job(
         raise UsageError(f"must be a positive number of Å, got {diameter_a:g}", option="--diameter-a")
     params = PreprocessParams(diameter_a=diameter_a, pixel_size_a=pixel_size_a)
     tables, failures = [], []
-    for i, path in enumerate(paths):
-        if should_stop():
-            break
-        key = micrograph_key(path)
-        try:
-            pixel = pixel_size_a or read_header(path).pixel_size_a
-            if not pixel:
-                raise MicrographError(path, "no pixel size in the header; give the pixel size")
-            prep = preprocess_file(path, params, cache)
-        except MicrographError as exc:
-            line = _failure_line(path, exc)
-            failures.append((str(path), line))
+    for i, path, key, prep, line in _each_preprocessed(paths, params, cache, should_stop, failures):
+        if prep is None:
             yield JobReport("pick", i + 1, len(paths), message=line, micrograph=key, error=line)
             continue
-        picks = dog_picks(prep, diameter_a / (pixel * prep.scale[1]), name=path.name)
+        picks = dog_picks(prep, diameter_a / prep.pixel_size_a, name=path.name)
         tables.append(picks)
         yield JobReport("pick", i + 1, len(paths), micrograph=key, picks=picks)
     table = CoordinateTable.concat(tables) if tables else CoordinateTable.empty()
     return table, otsu_threshold(table.score), failures
+
+
+def _each_preprocessed_reported(paths, params, cache, should_stop, failures, preps, message, dog_diameter_a, dog_tables):
+    """Preprocess every micrograph into ``preps`` (and its DoG picks into ``dog_tables`` when
+    ``dog_diameter_a``), a report each; True when stopped."""
+    from picker_gui.core.classical import dog_picks
+
+    for i, path, key, prep, line in _each_preprocessed(paths, params, cache, should_stop, failures):
+        if prep is None:
+            yield JobReport("preprocess", i + 1, len(paths), message=line, micrograph=key, error=line)
+            continue
+        preps[key] = prep
+        if dog_diameter_a:
+            dog_tables.append(dog_picks(prep, dog_diameter_a / prep.pixel_size_a, name=str(path)))
+        yield JobReport("preprocess", i + 1, len(paths), message=message, micrograph=key)
+        message = None
+    return should_stop()
 
 
 def consensus_job(
@@ -192,9 +220,6 @@ def consensus_job(
         No set and no built-in picker; settings that cannot work; a set whose names match
         none of the micrographs; too few positives to train on (with the counts).
     """
-    from picker_gui.core.classical import dog_picks
-    from picker_gui.core.preprocess import preprocess_file
-
     should_stop = _stop_checker(stop)
     paths = require_unique_micrographs(micrographs)
     if not paths:
@@ -229,26 +254,9 @@ def consensus_job(
     preps: dict[str, Preprocessed] = {}
     failures: list[tuple[str, str]] = []
     dog_tables = []
-    stopped = False
     message = "; ".join(warnings) or None
-    for i, path in enumerate(paths):
-        if should_stop():
-            stopped = True
-            break
-        key = micrograph_key(path)
-        try:
-            prep = preprocess_file(path, params, cache)
-        except MicrographError as exc:
-            line = _failure_line(path, exc)
-            failures.append((str(path), line))
-            yield JobReport("preprocess", i + 1, len(paths), message=line, micrograph=key, error=line)
-            continue
-        preps[key] = prep
-        if settings.dog:
-            diameter_ds = settings.diameter_a / (pixel * prep.scale[1])
-            dog_tables.append(dog_picks(prep, diameter_ds, name=str(path)))
-        yield JobReport("preprocess", i + 1, len(paths), message=message, micrograph=key)
-        message = None
+    stopped = yield from _each_preprocessed_reported(paths, params, cache, should_stop, failures, preps, message,
+                                                      settings.dog and settings.diameter_a, dog_tables)
     if not preps:
         raise UsageError("no micrograph could be read: " + "; ".join(line for _, line in failures[:3]))
     if settings.dog:
