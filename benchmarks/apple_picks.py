@@ -41,6 +41,7 @@ def main() -> int:
         with mrcfile.open(path, permissive=True) as m:
             data = np.asarray(m.data, dtype=np.float32)
         h, w = data.shape
+        data = data[: min(h, w), : min(h, w)]  # it reads square micrographs only (and picks the top-left square)
         copy = tmp / path.name
         with mrcfile.new(copy, overwrite=True) as m:
             m.set_data(data)

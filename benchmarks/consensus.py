@@ -9,7 +9,8 @@ For each dataset and seed (datasets as benchmarks/vs_topaz.py makes them: ``demo
      threshold: the Otsu cut of its scores, as the window and ``--dog`` use);
    - ``apple``: ASPIRE's APPLE picker (``benchmarks/apple_picks.py`` in .venv-aspire; no scores);
    - ``ours``: our PU picker trained with its defaults on 200 sparse labels of the training
-     micrographs (set threshold 0: even odds);
+     micrographs (set threshold: where its picks per micrograph match the expected count, as
+     a user sets the slider by the count the Picks tab shows);
 2. the consensus job of ``picker-gui consensus --train`` (core.consensus_job): merge at 0.1 x
    the box (box 1.5 x the diameter), AND as positives, NEG sampled, the network (ensemble of
    3) scoring every OR pick;
@@ -200,7 +201,13 @@ def run(dataset: str, seed: int, args) -> list[dict]:
     if apple is not None and len(apple):
         inputs["apple"] = apple
     inputs["ours"] = ours_set(data, names, labels, seed, args.our_max_seconds)
-    thresholds = {"dog": otsu_threshold(inputs["dog"].score), "apple": None, "ours": 0.0}
+    # Each picker cut as its users cut it: the built-in picker at its Otsu cut (what the window
+    # and --dog use), ours where the picks per micrograph match the expected count (what the
+    # Picks tab shows beside the slider), APPLE has no scores.
+    expected = int(round(data["expected_per_micrograph"] * len(names)))
+    ours_scores = np.sort(inputs["ours"].score)[::-1]
+    thresholds = {"dog": otsu_threshold(inputs["dog"].score), "apple": None,
+                  "ours": float(ours_scores[min(expected, len(ours_scores)) - 1]) if len(ours_scores) else 0.0}
     sets = [PickSet(n, t, thresholds[n]) for n, t in inputs.items()]
     settings = ConsensusSettings(diameter_a=data["diameter_a"], train=True, seed=seed, device="cpu",
                                  max_minutes=args.max_minutes, min_positives=64)

@@ -266,6 +266,12 @@ def consensus_job(
         logger.info("built-in DoG picker: %d candidates, threshold %.3g (Otsu) keeps %d", len(dog), cut,
                     int((dog.score >= cut).sum()))
 
+    for s in aligned:
+        if not len(s.kept()):
+            warnings.append(f"set {s.name!r} has no picks above its threshold ({s.threshold:g}): it votes nowhere, "
+                            f"so nothing is found by every set" if s.threshold is not None else
+                            f"set {s.name!r} has no picks on these micrographs")
+            logger.warning("%s", warnings[-1])
     done = [str(paths[[micrograph_key(p) for p in paths].index(k)]) for k in preps]
     radius_px = settings.merge_radius / pixel
     cons = merge_sets(aligned, radius_px, done)
