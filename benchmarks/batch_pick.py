@@ -51,7 +51,7 @@ def make_data(root: Path, count: int, distinct: int = 16) -> Path:
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir()
         for i in range(count):
-            os.symlink(base / f"b{i % distinct:02d}.mrc", folder / f"mic{i:06d}.mrc")
+            os.symlink((base / f"b{i % distinct:02d}.mrc").resolve(), folder / f"mic{i:06d}.mrc")
     return folder
 
 
