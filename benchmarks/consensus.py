@@ -6,7 +6,7 @@ For each dataset and seed (datasets as benchmarks/vs_topaz.py makes them: ``demo
 
 1. input pickers on every micrograph (training and test), each as its users run it:
    - ``dog``: the built-in difference-of-Gaussians picker sized from the diameter (its set
-     threshold: the Otsu cut of its scores, as the window and ``--dog`` use);
+     threshold: the expected count per micrograph, as the window and ``--dog`` use);
    - ``apple``: ASPIRE's APPLE picker (``benchmarks/apple_picks.py`` in .venv-aspire; no scores);
    - ``ours``: our PU picker trained with its defaults on 200 sparse labels of the training
      micrographs (set threshold: where its picks per micrograph match the expected count, as
@@ -47,7 +47,7 @@ sys.path.insert(0, str(HERE.parent))
 import vs_topaz  # noqa: E402  (datasets, preprocessing, labels: the same as the Topaz benchmark)
 
 from picker_gui.core.consensus import PickSet  # noqa: E402
-from picker_gui.core.consensus_job import ConsensusSettings, consensus_job, otsu_threshold  # noqa: E402
+from picker_gui.core.consensus_job import ConsensusSettings, consensus_job, dog_cut  # noqa: E402
 from picker_gui.core.coords import CoordinateTable  # noqa: E402
 from picker_gui.core.formats import read_coordinates  # noqa: E402
 from picker_gui.core.jobs import run_job  # noqa: E402
@@ -201,12 +201,12 @@ def run(dataset: str, seed: int, args) -> list[dict]:
     if apple is not None and len(apple):
         inputs["apple"] = apple
     inputs["ours"] = ours_set(data, names, labels, seed, args.our_max_seconds)
-    # Each picker cut as its users cut it: the built-in picker at its Otsu cut (what the window
-    # and --dog use), ours where the picks per micrograph match the expected count (what the
+    # Each picker cut as its users cut it: the built-in picker at the expected count (what the
+    # window and --dog use when the count is set), ours where the picks per micrograph match the expected count (what the
     # Picks tab shows beside the slider), APPLE has no scores.
     expected = int(round(data["expected_per_micrograph"] * len(names)))
     ours_scores = np.sort(inputs["ours"].score)[::-1]
-    thresholds = {"dog": otsu_threshold(inputs["dog"].score), "apple": None,
+    thresholds = {"dog": dog_cut(inputs["dog"].score, len(names), data["expected_per_micrograph"]), "apple": None,
                   "ours": float(ours_scores[min(expected, len(ours_scores)) - 1]) if len(ours_scores) else 0.0}
     sets = [PickSet(n, t, thresholds[n]) for n, t in inputs.items()]
     settings = ConsensusSettings(diameter_a=data["diameter_a"], train=True, seed=seed, device="cpu",

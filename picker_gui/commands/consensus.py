@@ -59,6 +59,7 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--min-votes", type=positive_int, metavar="K", help="positives for the network: found by at least K sets (default: all sets, AND)")
     parser.add_argument("--set-threshold", action="append", default=[], metavar="NAME=T", help="use only picks of set NAME scoring at least T (repeatable)")
     parser.add_argument("--dog", action="store_true", help="add the built-in difference-of-Gaussians picker as a set")
+    parser.add_argument("--expected-per-micrograph", type=positive_float, metavar="N", help="particles per micrograph: the built-in picker keeps this many (default: half its candidates)")
     parser.add_argument("--train", action="store_true", help="train the consensus network and score every OR pick with it")
     parser.add_argument("--negatives", type=Path, metavar="FILE", help="coordinates of things that are not particles (ice, carbon), more negatives for the network")
     parser.add_argument("--min-positives", type=positive_int, default=256, metavar="N", help="refuse to train on fewer positives than N (default 256, as Xmipp)")
@@ -116,7 +117,8 @@ def main(args: argparse.Namespace) -> int:
         sets.append(PickSet(name, table, thresholds.get(name)))
     negatives = read_coordinates(args.negatives).with_kind(NEGATIVE) if args.negatives else None
     settings = ConsensusSettings(diameter_a=args.diameter_a, box_a=args.box_a, merge_radius_a=args.merge_radius_a,
-                                 min_votes=args.min_votes, min_positives=args.min_positives, train=args.train, dog=args.dog, pixel_size_a=args.pixel_size,
+                                 min_votes=args.min_votes, min_positives=args.min_positives, train=args.train, dog=args.dog,
+                                 expected_per_micrograph=args.expected_per_micrograph, pixel_size_a=args.pixel_size,
                                  ensemble=args.ensemble, max_minutes=args.max_minutes, seed=args.seed, device=args.device)
     stop = threading.Event()
     with first_interrupt_stops(stop, "stopping after this minibatch; the sets so far are written"), \

@@ -121,7 +121,8 @@ class ConsensusController(QObject):
 
     def add_dog(self) -> bool:
         """Run the built-in picker on every micrograph in the background; the set is added
-        when it is done (with its Otsu cut as the threshold)."""
+        when it is done (cut at the expected count per micrograph when the project has one,
+        else at its median score)."""
         from picker_gui.core.cache import PreprocessCache
         from picker_gui.core.consensus_job import DOG_SET, dog_job
 
@@ -142,7 +143,9 @@ class ConsensusController(QObject):
             note = f"; {len(failures)} micrograph(s) failed: {failures[0][1]}" if failures else ""
             self.message.emit(f"Set {name!r}: {int((table.score >= cut).sum()):,} picks above its cut{note}")
 
-        self.jobs.start("dog", lambda stop: dog_job(paths, s.diameter_a, pixel_size_a=px, stop=stop, cache=cache),
+        expected = s.expected_per_micrograph
+        self.jobs.start("dog", lambda stop: dog_job(paths, s.diameter_a, pixel_size_a=px, expected_per_micrograph=expected,
+                                                    stop=stop, cache=cache),
                         progress=lambda r: self.message.emit(f"Built-in picker: {r.done} of {r.total} micrographs"),
                         finished=finished, failed=lambda text: self.error.emit("Built-in picker failed", text))
         return True
@@ -154,6 +157,7 @@ class ConsensusController(QObject):
         s = self.picker_state.project.settings
         px = self.pixel_size()
         values = {"diameter_a": s.diameter_a, "pixel_size_a": s.pixel_size_a, "min_votes": self.state.min_votes,
+                  "expected_per_micrograph": s.expected_per_micrograph,
                   "merge_radius_a": self.state.radius_px * px if px and self.state.radius_px else None,
                   "device": self.device, "train": True}
         values.update(self.overrides)
@@ -326,6 +330,9 @@ class ConsensusView(QObject):
         self.show(self.window.current)
 
     def _on_merged(self, _result) -> None:
+        px = self.controller.pixel_size()
+        if px and self.state.radius_px > 0:
+            self.panel.set_radius(self.state.radius_px * px)
         self._update_actions()
         self.show(self.window.current)
         self._scores_timer.start()

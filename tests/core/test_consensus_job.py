@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from picker_gui.core.consensus import PickSet
-from picker_gui.core.consensus_job import DOG_SET, ConsensusSettings, consensus_job, otsu_threshold
+from picker_gui.core.consensus_job import DOG_SET, ConsensusSettings, consensus_job, dog_cut
 from picker_gui.core.coords import CoordinateTable
 from picker_gui.core.errors import UsageError
 from picker_gui.core.jobs import run_job
@@ -109,7 +109,7 @@ def test_training_scores_or_with_true_picks_above_false_ones(data):
 
 def test_the_built_in_picker_is_a_set(data):
     paths, truth, a, _ = data
-    result = run_job(consensus_job(paths, [PickSet("a", a)], _settings(train=False, dog=True)))
+    result = run_job(consensus_job(paths, [PickSet("a", a)], _settings(train=False, dog=True, expected_per_micrograph=40)))
     assert result.sets.set_names == ("a", DOG_SET)
     # The DoG picker finds dark blobs: most agreed picks are true particles.
     true = _true_mask(result.sets.table, truth)
@@ -144,6 +144,8 @@ def test_clear_errors(data):
         run_job(consensus_job(paths, [], _settings()))
 
 
-def test_otsu_splits_two_groups():
-    v = np.concatenate([np.random.default_rng(0).normal(0, 1, 500), np.random.default_rng(1).normal(10, 1, 100)])
-    assert 3 < otsu_threshold(v) < 7
+def test_the_built_in_cut_keeps_the_expected_count_or_half():
+    v = np.arange(100.0)
+    assert dog_cut(v, 4, 10) == 60.0  # the 40th highest of 100
+    assert dog_cut(v, 4, 1000) == 0.0  # more than there are: all
+    assert dog_cut(v, 4, None) == 49.5  # unknown: the median
