@@ -66,3 +66,22 @@ def test_a_pooled_model_is_saved_and_loaded_whole(tmp_path):
     assert loaded.model.pooled and loaded.model.receptive_field == 50
     image = np.random.default_rng(2).normal(size=(64, 80)).astype(np.float32)
     np.testing.assert_array_equal(score_map(loaded.model, image), score_map(model, image))
+
+
+@pytest.mark.parametrize("arch", ["conv31", "pool34"])
+def test_augmented_scoring_is_the_mean_of_the_eight_views_and_turns_with_the_image(arch):
+    torch.manual_seed(0)
+    model = PickerNet(arch, 4).eval()
+    image = np.random.default_rng(0).normal(size=(40, 52)).astype(np.float32)
+    views = []
+    for k in range(4):
+        for flip in (False, True):
+            v = np.rot90(image[:, ::-1] if flip else image, k)
+            s = np.rot90(score_map(model, v), -k)
+            views.append(s[:, ::-1] if flip else s)
+    aug = score_map(model, image, augment=True)
+    assert aug.shape == image.shape
+    assert np.allclose(aug, np.mean(views, axis=0), atol=1e-5)
+    # The eight views of a turned image are the same eight: the result turns with it.
+    assert np.allclose(score_map(model, np.rot90(image).copy(), augment=True), np.rot90(aug), atol=1e-4)
+    assert not np.allclose(aug, score_map(model, image), atol=1e-3)

@@ -16,7 +16,7 @@ import torch
 from picker_gui.core.coords import CoordinateTable
 from picker_gui.core.inference import extract_picks, score_map
 from picker_gui.core.metrics import evaluate
-from picker_gui.core.models import load_model, save_model
+from picker_gui.core.models import PickerNet, load_model, save_model
 from picker_gui.core.objectives import GEBinomial, UNLABELED, POSITIVE, disc_pixels, pi_from_expected
 from picker_gui.core.preprocess import Normalization, Preprocessed
 from picker_gui.core import training
@@ -445,3 +445,28 @@ def test_a_file_that_is_not_a_model_says_so_without_torch_internals(tmp_path):
         load_model(tmp_path / "other.pt")
     with pytest.raises(PickerError, match="is a folder"):
         load_model(tmp_path)
+
+
+def test_weight_averaging_is_kept_when_asked():
+    from picker_gui.core.training import _ema_update
+
+    torch.manual_seed(0)
+    a, m = PickerNet("conv31", 4), PickerNet("conv31", 4)
+    before = {k: v.clone() for k, v in a.state_dict().items()}
+    _ema_update(a, m, 0.9)
+    for k, v in a.state_dict().items():
+        if v.dtype.is_floating_point:
+            assert torch.allclose(v, 0.9 * before[k] + 0.1 * m.state_dict()[k])
+        else:
+            assert torch.equal(v, m.state_dict()[k])  # counters are copied
+
+
+def test_training_with_weight_averaging_validates_and_returns_the_average(data):
+    train_items, _ = data
+    seen = []
+    reports, result = _run(train(train_items, _config("ge-binomial", ema=0.9, max_steps=40, selection="last"),
+                                 on_validation=lambda r, m: seen.append({k: v.clone() for k, v in m.state_dict().items()})))
+    assert result.metadata["steps"] == 40 and seen
+    # The model validated last is the one returned: the average, not the raw weights.
+    final = result.model.state_dict()
+    assert all(torch.equal(final[k].cpu(), seen[-1][k].cpu()) for k in final)
