@@ -1,7 +1,7 @@
 """Batch picking at scale: throughput and peak memory of 'picker-gui pick' on 2,000 and 10,000
 micrographs, in one process and on a Dask LocalCluster of 2 workers.
 
-The micrographs are links to 16 generated ones (the demo generator at 192 x 256, 2 Å/px,
+The micrographs are links to 16 generated ones (the demo generator at 128 x 128, 2 Å/px,
 150 Å particles: small, since the micrograph count is what matters here), named uniquely;
 the model is the default architecture for the particle size (untrained weights: scoring
 costs the same). Each
@@ -43,7 +43,7 @@ def make_data(root: Path, count: int, distinct: int = 16) -> Path:
     base = root / "base"
     if not base.exists():
         base.mkdir(parents=True)
-        config = dataclasses.replace(SyntheticConfig(), shape=(192, 256), particles_per_micrograph=4)
+        config = dataclasses.replace(SyntheticConfig(), shape=(128, 128), particles_per_micrograph=2)
         for i, m in enumerate(generate_micrographs(distinct, config, seed=0)):
             write_mrc(base / f"b{i:02d}.mrc", m.image, m.pixel_size_a)
     folder = root / f"mics{count}"
