@@ -291,15 +291,18 @@ def _gmm_em(x: np.ndarray, pi: float, alpha: float, beta: float, iters: int, tol
     n = x.size
     for _ in range(iters):
         var = max(var, 1e-12)
-        log_norm = -0.5 * np.log(2 * np.pi * var)
-        lp0 = -((x - mu0) ** 2) / (2 * var) + log_norm + np.log1p(-pi)
-        lp1 = -((x - mu1) ** 2) / (2 * var) + log_norm + np.log(pi)
-        z = np.logaddexp(lp0, lp1)
-        logp = z.sum() + (alpha - 1) * np.log(pi) + (beta - 1) * np.log1p(-pi)
+        # With a shared variance the log-odds of component 1 is linear in x, so each pixel's
+        # log-likelihood is lp0 + softplus(d) and its responsibility sigmoid(d): two
+        # transcendental calls per pixel instead of four (the same numbers as before).
+        d0 = x - mu0
+        lp0 = -(d0 * d0) / (2 * var) + (-0.5 * np.log(2 * np.pi * var) + np.log1p(-pi))
+        d = (mu1 - mu0) * (x - 0.5 * (mu0 + mu1)) / var + (np.log(pi) - np.log1p(-pi))
+        soft = np.logaddexp(0.0, d)
+        logp = lp0.sum() + soft.sum() + (alpha - 1) * np.log(pi) + (beta - 1) * np.log1p(-pi)
         if logp - logp_prev <= tol:
             break
         logp_prev = logp
-        r1 = np.exp(lp1 - z)
+        r1 = np.exp(d - soft)
         r0 = 1.0 - r1
         s1 = r1.sum()
         # MAP estimate of the weight under the Beta prior, kept off the boundary.
