@@ -96,7 +96,7 @@ def main() -> int:
     wait(lambda: len(view.state.sets) == 2 and not view.controller.finding)
     shot(win, "consensus-sets.png")
     view.controller.train()
-    wait(lambda: not view.controller.training and view.state.scored)
+    wait(lambda: not view.controller.training)
     win._refresh_overlays()
     settle(1.0)
     shot(win, "consensus.png")
