@@ -96,21 +96,34 @@ def existing_scheduler(address: str) -> Cluster:
     return Cluster(client, None, workers, None, notes)
 
 
-def slurm_cluster(options: SlurmOptions, script_path: Path | None = None) -> Cluster:
-    """Workers as SLURM jobs (dask-jobqueue); the generated job script is written to
-    ``script_path`` (for the user to read) and logged."""
+def _slurm(options: SlurmOptions):
     _import()
     try:
         from dask_jobqueue import SLURMCluster
     except ImportError:
         raise UsageError("--slurm needs dask-jobqueue: pip install dask-jobqueue", option="--slurm") from None
-    from distributed import Client
-
     extra = list(options.extra)
     if options.gpus:
         extra.append(f"--gres=gpu:{options.gpus}")
-    cluster = SLURMCluster(queue=options.queue, account=options.account, cores=options.cores, processes=1,
-                           memory=options.memory, walltime=options.walltime, job_extra_directives=extra)
+    return SLURMCluster(queue=options.queue, account=options.account, cores=options.cores, processes=1,
+                        memory=options.memory, walltime=options.walltime, job_extra_directives=extra)
+
+
+def slurm_script(options: SlurmOptions) -> str:
+    """The job script SLURM would run for each worker (nothing is submitted)."""
+    cluster = _slurm(options)
+    try:
+        return cluster.job_script()
+    finally:
+        cluster.close()
+
+
+def slurm_cluster(options: SlurmOptions, script_path: Path | None = None) -> Cluster:
+    """Workers as SLURM jobs (dask-jobqueue); the generated job script is written to
+    ``script_path`` (for the user to read) and logged."""
+    from distributed import Client
+
+    cluster = _slurm(options)
     script = cluster.job_script()
     if script_path is not None:
         script_path.parent.mkdir(parents=True, exist_ok=True)

@@ -181,3 +181,45 @@ def test_watching_picks_micrographs_as_they_appear(data, tmp_path):
         thread.join(60)
     assert done == ["a", "b"]
     assert set(read_coordinates(out).keys) == {"a", "b"}
+
+
+def test_a_worker_that_dies_loses_only_its_micrograph(data, tmp_path):
+    import os
+    import signal
+
+    from picker_gui.core.cluster import local_cluster
+
+    root, paths, model = data
+    serial = tmp_path / "serial.star"
+    _run(model, paths, batch.state_folder(serial), serial, device="cpu")
+    cluster = local_cluster(2)
+    killed = []
+
+    def on_report(report):
+        if not killed:  # after the first micrograph, one worker process is killed as the OOM killer would
+            workers = list(cluster.client.scheduler_info()["workers"])
+            pids = cluster.client.run(os.getpid, workers=[workers[0]])
+            os.kill(next(iter(pids.values())), signal.SIGKILL)
+            killed.append(workers[0])
+
+    try:
+        out = tmp_path / "dask.star"
+        result = run_job(batch.batch_pick_job(model, paths, batch.state_folder(out), client=cluster.client, workers=2,
+                                              threads=cluster.threads, device="cpu",
+                                              write_output=lambda t: batch.write_streamed(t, out, "star-particles")),
+                         on_report)
+    finally:
+        cluster.close()
+    assert killed
+    assert sorted(result.done) == sorted(p.stem for p in paths) and not result.failures
+    assert list(read_coordinates(out).keys) == list(read_coordinates(serial).keys)
+
+
+def test_the_slurm_job_script_carries_the_options():
+    pytest.importorskip("dask_jobqueue")
+    from picker_gui.core.cluster import SlurmOptions, slurm_script
+
+    script = slurm_script(SlurmOptions(queue="gpu", account="lab", cores=8, memory="32GB", walltime="02:00:00", gpus=1))
+    for line in ("#SBATCH -p gpu", "#SBATCH -A lab", "#SBATCH --cpus-per-task=8", "#SBATCH -t 02:00:00",
+                 "#SBATCH --gres=gpu:1"):
+        assert line in script
