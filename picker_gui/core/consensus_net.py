@@ -10,8 +10,8 @@ logit; filters 2-16 below 1,500 positives, 4-32 up to 20,000 and 8-64 above. Bal
 minibatches (half positive), flips and 90-degree rotations, Adam with L2 1e-5, 10 % held
 out; the learning rate drops tenfold after ``lr_patience`` checks without a gain in
 validation accuracy (to at most a thousandth), training stops after ``stop_patience``
-such checks, at ``stop_accuracy``, at ``max_epochs`` passes over the positives or at the
-time budget. An ensemble of ``ensemble`` networks, each from its own seed and its own
+such checks, at ``stop_accuracy``, at ``max_epochs`` passes over the larger class (at least
+``min_steps`` minibatches) or at the time budget. An ensemble of ``ensemble`` networks, each from its own seed and its own
 held-out split, scores by the mean probability.
 
 Everything here works on arrays: crops come from :func:`extract_crops`; the job in
@@ -50,6 +50,9 @@ class ConsensusConfig:
     stop_patience: int = 10
     stop_accuracy: float = 0.99
     max_epochs: float = 5.0
+    #: At least this many minibatches per network (5 epochs of a few hundred crops are a few
+    #: dozen minibatches: too few to learn from, as the demo data showed).
+    min_steps: int = 300
     max_seconds: float = 300.0  # for the whole ensemble
     seed: int = 0
     device: str = "auto"
@@ -212,7 +215,10 @@ def train_consensus(
         opt = torch.optim.Adam(net.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
         lr = config.learning_rate
         half = config.batch // 2
-        max_steps = max(config.check_every, int(math.ceil(config.max_epochs * len(pos_train) / half)))
+        # An epoch: every crop of the larger class once (the batches are balanced, so the
+        # positives are seen several times when NEG is larger); never fewer than min_steps.
+        per_epoch = max(len(pos_train), len(neg_train)) / half
+        max_steps = max(config.min_steps, int(math.ceil(config.max_epochs * per_epoch)))
         val_x = torch.from_numpy(np.concatenate([positives[pos_val], negatives[neg_val]])[:, None])
         val_y = np.concatenate([np.ones(len(pos_val)), np.zeros(len(neg_val))])
         best_acc, best_state, since = -1.0, None, 0
