@@ -2,7 +2,7 @@
 micrographs, in one process and on a Dask LocalCluster of 2 workers.
 
 The micrographs are links to 16 generated ones (the demo generator at 128 x 128, 2 Å/px,
-150 Å particles: small, since the micrograph count is what matters here), named uniquely;
+60 Å particles: small, since the micrograph count is what matters here), named uniquely;
 the model is the default architecture for the particle size (untrained weights: scoring
 costs the same). Each
 run is the real command line in a child process (``python -m picker_gui pick ...``); its
@@ -43,7 +43,8 @@ def make_data(root: Path, count: int, distinct: int = 16) -> Path:
     base = root / "base"
     if not base.exists():
         base.mkdir(parents=True)
-        config = dataclasses.replace(SyntheticConfig(), shape=(128, 128), particles_per_micrograph=2)
+        config = dataclasses.replace(SyntheticConfig(), shape=(128, 128), particles_per_micrograph=2,
+                                     particle_diameter_a=60.0)
         for i, m in enumerate(generate_micrographs(distinct, config, seed=0)):
             write_mrc(base / f"b{i:02d}.mrc", m.image, m.pixel_size_a)
     folder = root / f"mics{count}"
@@ -60,7 +61,7 @@ def make_model(root: Path) -> Path:
 
     path = root / "model.pt"
     if not path.exists():
-        diameter_a, pixel = 150.0, 2.0
+        diameter_a, pixel = 60.0, 2.0
         downsample = 2.0
         d_px = diameter_a / (pixel * downsample)
         arch, _ = choose_architecture(d_px, pooled=True)
