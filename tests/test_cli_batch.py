@@ -64,7 +64,11 @@ def test_kill_9_halfway_then_the_rerun_picks_only_the_rest(folder, tmp_path, cap
     assert f"{killed_at} of {N} micrograph(s) already picked" in capsys.readouterr().err
     lines = [json.loads(x) for x in (state / batch.MANIFEST).read_text().splitlines()[1:]]
     assert len(lines) == N  # each micrograph picked once in all
-    assert out.read_bytes() == full.read_bytes()
+    # The same picks in the same order; scores equal up to float32 rounding (the killed run was
+    # another process, whose torch may use another number of threads).
+    a, b = read_coordinates(out), read_coordinates(full)
+    assert list(a.keys) == list(b.keys) and np.array_equal(a.x, b.x) and np.array_equal(a.y, b.y)
+    assert np.allclose(a.score, b.score, atol=1e-4)
 
 
 def test_workers_from_the_command_line(folder, tmp_path, capsys):
