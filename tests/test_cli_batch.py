@@ -91,3 +91,28 @@ def test_fresh_starts_over_and_bad_options_are_one_line(folder, tmp_path, capsys
     assert "already picked" not in capsys.readouterr().err
     assert main([*args[:-4], "--workers", "many"]) == 2
     assert "--workers" in capsys.readouterr().err
+
+
+def test_preprocessing_on_dask_workers_writes_what_one_process_writes(folder, tmp_path, capsys):
+    import mrcfile
+
+    root, _ = folder
+    mics = sorted((root / "mics").iterdir())[:6]
+    bad = tmp_path / "bad.mrc"
+    bad.write_bytes(b"not an mrc file")
+    inputs = [*map(str, mics[:3]), str(bad), *map(str, mics[3:])]
+    common = ["--downsample", "1.5", "--no-cache"]
+    assert main(["preprocess", *inputs, "--out", str(tmp_path / "serial"), "--workers", "0", *common]) == 1
+    capsys.readouterr()
+    assert main(["preprocess", *inputs, "--out", str(tmp_path / "dask"), "--workers", "2", *common]) == 1
+    err = capsys.readouterr().err
+    assert "LocalCluster: 2 worker process(es)" in err and "bad.mrc" in err and "1 of 7 micrographs failed" in err
+    serial = json.loads((tmp_path / "serial" / "preprocess.json").read_text())
+    dask = json.loads((tmp_path / "dask" / "preprocess.json").read_text())
+    # The same records in the order of the inputs, whatever order the workers finished in.
+    assert [r["micrograph"] for r in dask["micrographs"]] == [str(p) for p in mics]
+    assert dask["micrographs"] == serial["micrographs"]
+    assert [f["file"] for f in dask["failed"]] == [str(bad)]
+    for p in mics:
+        with mrcfile.open(tmp_path / "serial" / p.name) as a, mrcfile.open(tmp_path / "dask" / p.name) as b:
+            assert a.data.shape == (64, 85) and np.array_equal(a.data, b.data)

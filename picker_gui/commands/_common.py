@@ -260,3 +260,98 @@ def check_first_micrograph(paths: Iterable[Path], params, *, pixel_size: float |
     for warning in first.warnings:
         logger.warning("%s", warning)
     return first.header, first.factor
+
+
+# -- scale-out on Dask (pick, preprocess) ---------------------------------------------------
+#: Below this many micrographs per core, '--workers auto' runs in this process (a cluster costs seconds to start).
+AUTO_DASK_PER_CORE = 4
+
+
+def add_cluster_args(parser: argparse.ArgumentParser, what: str) -> argparse._ArgumentGroup:
+    """--workers, --scheduler and the SLURM options; returns the group for more."""
+    g = parser.add_argument_group("scale-out (Dask)")
+    g.add_argument("--workers", default="auto", metavar="N", help=f"worker processes on this machine for the {what}: a "
+                   "number, 'auto' (one per core for a large batch) or 0 (this process)")
+    g.add_argument("--scheduler", metavar="ADDRESS", help="use an existing Dask scheduler (tcp://host:8786)")
+    g.add_argument("--slurm", action="store_true", help="start the workers as SLURM jobs (dask-jobqueue)")
+    g.add_argument("--queue", help="SLURM partition")
+    g.add_argument("--account", help="SLURM account")
+    g.add_argument("--cores", type=positive_int, default=4, help="cores per SLURM job (default 4)")
+    g.add_argument("--memory", default="16GB", help="memory per SLURM job (default 16GB)")
+    g.add_argument("--walltime", default="04:00:00", help="time limit per SLURM job (default 04:00:00)")
+    g.add_argument("--jobs", type=positive_int, default=1, help="SLURM jobs (workers) to start (default 1)")
+    g.add_argument("--gpus", type=int, default=0, help="GPUs per SLURM job, or on this machine (default 0)")
+    return g
+
+
+def local_workers(text: str, n: int) -> int:
+    """How many local workers for ``n`` micrographs: 0 means this process."""
+    from picker_gui.core.cluster import cores
+
+    if text == "auto":
+        return cores() if n >= AUTO_DASK_PER_CORE * cores() and cores() > 1 else 0
+    try:
+        value = int(text)
+    except ValueError:
+        raise UsageError(f"must be a number or 'auto', got {text!r}", option="--workers") from None
+    if value < 0:
+        raise UsageError(f"must be 0 or more, got {value}", option="--workers")
+    return value
+
+
+def open_cluster(args: argparse.Namespace, n: int, script_path: Path):
+    """The Dask cluster the options ask for (its notes logged), or None: work in this process."""
+    if args.scheduler and args.slurm:
+        raise UsageError("give --scheduler or --slurm, not both", option="--scheduler")
+    cluster = None
+    if args.scheduler:
+        from picker_gui.core.cluster import existing_scheduler
+
+        cluster = existing_scheduler(args.scheduler)
+    elif args.slurm:
+        from picker_gui.core.cluster import SlurmOptions, slurm_cluster
+
+        cluster = slurm_cluster(SlurmOptions(args.queue, args.account, args.cores, args.memory, args.walltime, args.jobs,
+                                             args.gpus), script_path)
+    else:
+        n_local = local_workers(str(args.workers), n)
+        if n_local > 0:
+            from picker_gui.core.cluster import local_cluster
+
+            cluster = local_cluster(n_local, gpus=args.gpus)
+    if cluster is not None:
+        for note in cluster.notes:
+            logger.info("%s", note)
+    return cluster
+
+
+class BatchProgress:
+    """A bar with rate and ETA on a terminal; a log line every so often otherwise."""
+
+    def __init__(self, total: int, desc: str, verb: str) -> None:
+        import time
+
+        from tqdm import tqdm
+
+        self.total = total
+        self.verb = verb
+        self.tty = sys.stderr.isatty()
+        self.bar = tqdm(total=total, desc=desc, unit="mic", file=sys.stderr, leave=False, disable=not self.tty)
+        self.every = max(1, min(100, total // 20 or 1))
+        self.clock = time.perf_counter
+        self.t0 = self.clock()
+        self.n = 0
+
+    def update(self, report) -> None:
+        self.n += 1
+        if report.total and report.total != self.bar.total:
+            self.bar.total = self.total = report.total
+        self.bar.update(1)
+        if not self.tty and (self.n % self.every == 0 or report.done == report.total):
+            rate = self.n / max(1e-9, self.clock() - self.t0)
+            left = max(0, (self.total or 0) - report.done)
+            logger.info("%s %d of %s micrographs (%.2f/s, about %.0f s left)", self.verb, report.done, self.total, rate,
+                        left / rate if rate else float("nan"))
+
+    def close(self) -> None:
+        self.bar.close()

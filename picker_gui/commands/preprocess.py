@@ -7,8 +7,15 @@ little. Each output is <name>.mrc (float32, pixel size of the downsampled grid) 
 preprocess.json records, for every micrograph, the factor that maps its coordinates
 back to the original pixels.
 
-example:
+Like 'pick', a large dataset runs on Dask: --workers N worker processes on this machine
+(by default one per core for a batch larger than four micrographs per core), --scheduler
+for an existing cluster, --slurm for SLURM jobs. Each worker writes its micrographs into
+--out, which must be a folder every worker sees. Run it again after a crash and the cache
+makes the micrographs done a file read each.
+
+examples:
   picker-gui preprocess raw/*.mrc --out prep --diameter-a 150
+  picker-gui preprocess Movies/ --out prep --diameter-a 150 --workers 8
 """
 
 from __future__ import annotations
@@ -16,14 +23,23 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import threading
 from pathlib import Path
 
-from picker_gui.commands._common import check_first_micrograph, positive_float, progress, report_failures
-from picker_gui.core.cache import PreprocessCache
-from picker_gui.core.errors import MicrographError
-from picker_gui.core.mrc_io import find_micrographs, require_unique_micrographs, write_mrc
+from picker_gui.commands._common import (
+    BatchProgress,
+    add_cluster_args,
+    check_first_micrograph,
+    first_interrupt_stops,
+    open_cluster,
+    positive_float,
+    report_failures,
+)
+from picker_gui.core.cache import default_cache_dir
+from picker_gui.core.jobs import run_job
+from picker_gui.core.mrc_io import find_micrographs, require_unique_micrographs
 from picker_gui.core.paths import atomic_write_text, check_outputs
-from picker_gui.core.preprocess import NORMALIZATIONS, PreprocessParams, preprocess_file
+from picker_gui.core.preprocess import NORMALIZATIONS, PreprocessParams
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +55,7 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--normalization", choices=NORMALIZATIONS, default="gmm", help="per-micrograph normalisation (default: gmm, as Topaz)")
     parser.add_argument("--cache-dir", type=Path, metavar="DIR", help="preprocessing cache (default: the user cache folder)")
     parser.add_argument("--no-cache", action="store_true", help="always recompute")
+    add_cluster_args(parser, "preprocessing")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -55,32 +72,26 @@ def main(args: argparse.Namespace) -> int:
     check_outputs([(args.out, "--out")], paths, folder_outputs=["--out"])
     option = "--downsample" if args.downsample else "--target-pixel-size" if args.target_pixel_size else "--diameter-a"
     check_first_micrograph(paths, params, pixel_size=args.pixel_size, diameter_a=args.diameter_a, option=option)
-    cache = None if args.no_cache else PreprocessCache(args.cache_dir)
-    records, failures = [], []
-    logger.info("preprocessing %d micrograph(s) into %s", len(paths), args.out)
-    for path in progress(paths, total=len(paths), desc="preprocess"):
-        try:
-            result = preprocess_file(path, params, cache)
-        except MicrographError as exc:
-            failures.append((str(path), str(exc)))
-            continue
-        except ValueError as exc:  # e.g. sizing from a diameter with no pixel size anywhere
-            failures.append((str(path), f"{path}: {exc}"))
-            continue
-        out = write_mrc(args.out / f"{path.stem}.mrc", result.image, result.pixel_size_a)
-        records.append(
-            {
-                "micrograph": str(path),
-                "output": out.name,
-                "original_shape": list(result.original_shape),
-                "shape": list(result.image.shape),
-                "scale_y": result.scale[0],
-                "scale_x": result.scale[1],
-                "pixel_size_a": result.pixel_size_a,
-                "normalization": vars(result.normalization),
-                "notes": list(result.notes),
-            }
-        )
+    from picker_gui.core import batch
+
+    cache_dir = args.cache_dir if args.cache_dir is not None else default_cache_dir()
+    cluster = open_cluster(args, len(paths), args.out / ".preprocess.slurm.sh")
+    logger.info("preprocessing %d micrograph(s) into %s%s", len(paths), args.out, "" if cluster else " in this process")
+    stop = threading.Event()
+    progress = BatchProgress(len(paths), "preprocess", "preprocessed")
+    try:
+        with first_interrupt_stops(stop, "Ctrl-C: stopping after the micrographs in progress; what is done is kept "
+                                         "(run the same command again: the cache makes those a file read)"):
+            job = batch.batch_preprocess_job(paths, params, args.out, cache_dir=cache_dir, use_cache=not args.no_cache,
+                                             client=cluster.client if cluster else None,
+                                             workers=cluster.workers if cluster else 1, stop=stop)
+            result = run_job(job, progress.update)
+    finally:
+        progress.close()
+        if cluster is not None:
+            cluster.close()
+    records, failures = result.records, result.failures
+    hits = sum(r.pop("cache_hit", False) for r in records)
     if records:
         first = records[0]
         logger.info(
@@ -92,7 +103,9 @@ def main(args: argparse.Namespace) -> int:
         )
     summary = {"params": params.to_dict(), "micrographs": records, "failed": [dict(file=f, error=e) for f, e in failures]}
     atomic_write_text(args.out / "preprocess.json", json.dumps(summary, indent=1))
-    if cache is not None:
-        logger.info("cache: %d hit(s), %d computed (%s)", cache.hits, cache.misses, cache.folder)
+    if not args.no_cache:
+        logger.info("cache: %d hit(s), %d computed (%s)", hits, len(records) - hits, cache_dir)
     logger.info("wrote %d micrograph(s) and preprocess.json to %s", len(records), args.out)
+    if result.stopped:
+        return 130
     return report_failures(failures, len(paths), "micrographs")

@@ -23,6 +23,7 @@ retried), a worker that dies loses only its task, which Dask runs again elsewher
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -241,6 +242,51 @@ def pick_task(model_path: str, model_id: str, path: str, settings: BatchSettings
             "notes": notes, "device": str(dev)}
 
 
+# -- running tasks: in this process or on Dask, a bounded number in flight ----------------------------
+def run_tasks(items: Sequence[Path], task, *, client=None, workers: int = 1, stop: threading.Event | None = None,
+              key: str = "task") -> Generator[tuple[Path, Any], None, bool]:
+    """Run ``task(str(item))`` for every item, yielding ``(item, result)`` as each finishes (in
+    order in this process, as they complete on Dask); a task that failed on the cluster even
+    after its retries yields its exception as the result. On Dask at most
+    ``workers * IN_FLIGHT_PER_WORKER`` tasks are in flight, so memory is that of a few items
+    however many there are. Returns True when stopped (``stop`` set) before the end."""
+    should_stop = stop.is_set if stop is not None else (lambda: False)
+    if client is None:
+        for p in items:
+            if should_stop():
+                return True
+            yield p, task(str(p))
+        return False
+    from distributed import as_completed
+
+    def submit(p: Path):
+        return client.submit(task, str(p), key=f"{key}-{micrograph_key(p)}-{time.monotonic_ns()}", pure=False,
+                             retries=2)
+
+    window = max(1, workers * IN_FLIGHT_PER_WORKER)
+    queue = list(items)
+    futures = {submit(p): p for p in queue[:window]}
+    queue = queue[window:]
+    pending = as_completed(list(futures))
+    for fut in pending:
+        p = futures.pop(fut)
+        try:
+            out = fut.result()
+        except Exception as exc:  # noqa: BLE001 - a task that failed even after its retries
+            out = exc
+        yield p, out
+        if should_stop():
+            for f in futures:
+                f.cancel()
+            return True
+        if queue:
+            nxt = queue.pop(0)
+            f = submit(nxt)
+            futures[f] = nxt
+            pending.add(f)
+    return False
+
+
 # -- the job --------------------------------------------------------------------------------------
 @dataclass
 class BatchResult:
@@ -254,14 +300,6 @@ class BatchResult:
     outputs: list[Path] = field(default_factory=list)
     n_picks: int = 0
     notes: list[str] = field(default_factory=list)
-
-
-def _executor_submit(client, model_path, model_id, settings, device, threads):
-    def submit(path: Path):
-        return client.submit(pick_task, model_path, model_id, str(path), settings, device, threads,
-                             key=f"pick-{micrograph_key(path)}-{model_id}", pure=False, retries=2)
-
-    return submit
 
 
 def batch_pick_job(
@@ -344,39 +382,16 @@ def batch_pick_job(
 
     def run(batch: list[Path]) -> Generator[JobReport, None, bool]:
         """Pick ``batch``; True when stopped."""
-        if client is None:
-            for p in batch:
-                if should_stop():
-                    return True
-                yield finish(p, pick_task(model_path, mid, str(p), settings, device, threads))
-            return False
-        from distributed import as_completed
-
-        submit = _executor_submit(client, model_path, mid, settings, device, threads)
-        window = max(1, workers * IN_FLIGHT_PER_WORKER)
-        queue = list(batch)
-        futures = {}
-        for p in queue[:window]:
-            futures[submit(p)] = p
-        queue = queue[window:]
-        pending = as_completed(list(futures))
-        for fut in pending:
-            p = futures.pop(fut)
+        task = functools.partial(pick_task, model_path, mid, settings=settings, device=device, threads=threads)
+        results = run_tasks(batch, task, client=client, workers=workers, stop=stop, key=f"pick-{mid}")
+        while True:
             try:
-                out = fut.result()
-            except Exception as exc:  # noqa: BLE001 - a task that failed even after its retries
-                out = {"key": micrograph_key(p), "error": f"{p}: picking failed on the cluster ({type(exc).__name__}: {exc})"}
+                p, out = next(results)
+            except StopIteration as end:
+                return end.value
+            if isinstance(out, BaseException):
+                out = {"key": micrograph_key(p), "error": f"{p}: picking failed on the cluster ({type(out).__name__}: {out})"}
             yield finish(p, out)
-            if should_stop():
-                for f in futures:
-                    f.cancel()
-                return True
-            if queue:
-                nxt = queue.pop(0)
-                f = submit(nxt)
-                futures[f] = nxt
-                pending.add(f)
-        return False
 
     outputs: list[Path] = []
     n_rows = 0
@@ -528,3 +543,81 @@ def watch_folders(inputs: Sequence[str], interval_s: float, stop: threading.Even
             else:
                 sizes[p] = st["size"]
         yield ready
+
+
+# -- preprocessing a whole dataset ------------------------------------------------------------------
+def preprocess_task(path: str, params, out_dir: str, cache_dir: str | None, use_cache: bool = True) -> dict:
+    """Preprocess one micrograph into ``out_dir/<stem>.mrc`` (on a worker: the folder must be
+    one all workers see). Returns its record for ``preprocess.json``, or ``{"key", "error"}``."""
+    from picker_gui.core.cache import PreprocessCache
+    from picker_gui.core.mrc_io import write_mrc
+    from picker_gui.core.preprocess import preprocess_file
+
+    p = Path(path)
+    cache = PreprocessCache(cache_dir) if use_cache else None
+    try:
+        result = preprocess_file(p, params, cache)
+    except MicrographError as exc:
+        text = str(exc)
+        return {"key": micrograph_key(p), "error": text if str(p) in text else f"{p}: {text}"}
+    except ValueError as exc:  # e.g. sizing from a diameter with no pixel size anywhere
+        return {"key": micrograph_key(p), "error": f"{p}: {exc}"}
+    out = write_mrc(Path(out_dir) / f"{p.stem}.mrc", result.image, result.pixel_size_a)
+    return {
+        "micrograph": str(p),
+        "output": out.name,
+        "original_shape": list(result.original_shape),
+        "shape": list(result.image.shape),
+        "scale_y": result.scale[0],
+        "scale_x": result.scale[1],
+        "pixel_size_a": result.pixel_size_a,
+        "normalization": vars(result.normalization),
+        "notes": list(result.notes),
+        "cache_hit": bool(cache is not None and cache.hits),
+    }
+
+
+@dataclass
+class PreprocessResult:
+    records: list[dict]  # in the order of the inputs
+    failures: list[tuple[str, str]]
+    stopped: bool
+
+
+def batch_preprocess_job(micrographs: Sequence[str | PathLike], params, out_dir: str | PathLike, *,
+                         cache_dir: str | PathLike | None = None, use_cache: bool = True, client=None,
+                         workers: int = 1, stop: threading.Event | None = None,
+                         ) -> Generator[JobReport, None, PreprocessResult]:
+    """Preprocess every micrograph into ``out_dir``, in this process or on Dask (a bounded number
+    in flight, as :func:`batch_pick_job`); a report per micrograph. Each result is written by
+    the task that made it, so memory stays that of a few micrographs. A second run costs a
+    cache read per micrograph (the preprocessing cache is keyed by file and parameters)."""
+    paths = [Path(p) for p in micrographs]
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cache = None if cache_dir is None else str(Path(cache_dir).resolve())
+    task = functools.partial(preprocess_task, params=params, out_dir=str(out_dir.resolve()), cache_dir=cache,
+                             use_cache=use_cache)
+    records: dict[Path, dict] = {}
+    failures: list[tuple[str, str]] = []
+    results = run_tasks(paths, task, client=client, workers=workers, stop=stop, key="preprocess")
+    stopped = False
+    while True:
+        try:
+            p, out = next(results)
+        except StopIteration as end:
+            stopped = bool(end.value)
+            break
+        if isinstance(out, BaseException):
+            out = {"key": micrograph_key(p), "error": f"{p}: preprocessing failed on the cluster "
+                                                      f"({type(out).__name__}: {out})"}
+        n = len(records) + len(failures) + 1
+        if "error" in out:
+            failures.append((str(p), out["error"]))
+            yield JobReport("preprocess", n, len(paths), message=out["error"], micrograph=micrograph_key(p),
+                            error=out["error"])
+        else:
+            records[p] = out
+            yield JobReport("preprocess", n, len(paths), message=f"{p.name}: {'x'.join(map(str, out['shape'][::-1]))}",
+                            micrograph=micrograph_key(p))
+    return PreprocessResult([records[p] for p in paths if p in records], failures, stopped)
