@@ -50,6 +50,33 @@ def test_crops_are_centred_and_resized():
     assert extract_crops(img, np.array([0.0]), np.array([0.0]), 30, 8).shape == (1, 8, 8)
 
 
+def test_augmentation_turns_crops_by_at_most_ten_degrees_beyond_flips_and_quarter_turns():
+    import torch
+
+    from picker_gui.core.consensus_net import augment_batch
+
+    # A bar through the centre along x: after augmentation its angle is within 10 degrees of
+    # a multiple of 90 (flips and quarter turns keep it on an axis), and not always on one.
+    px = 33
+    img = np.zeros((px, px), dtype=np.float32)
+    img[16, 4:29] = 1.0
+    rng = np.random.default_rng(0)
+    out = augment_batch(torch.from_numpy(np.repeat(img[None, None], 64, 0)), rng).numpy()[:, 0]
+    yy, xx = np.mgrid[:px, :px] - 16.0
+    angles = []
+    for o in out:
+        w = np.clip(o, 0, None)
+        cov = np.cov(np.stack([xx.ravel(), yy.ravel()]), aweights=w.ravel())
+        evals, evecs = np.linalg.eigh(cov)
+        v = evecs[:, -1]
+        a = np.degrees(np.arctan2(v[1], v[0])) % 90
+        angles.append(min(a, 90 - a))
+    angles = np.array(angles)
+    assert angles.max() <= 10.5 and angles.max() > 5
+    # Energy is kept (rotation about the centre, nothing cut off the bar).
+    assert np.allclose(out.sum((1, 2)), img.sum(), rtol=0.1)
+
+
 def test_learns_a_toy_task():
     rng = np.random.default_rng(0)
     pos, neg = _toy(300, rng, True), _toy(300, rng, False)
