@@ -24,6 +24,8 @@ pg.setConfigOptions(imageAxisOrder="row-major", antialias=True)
 PICK_SIZE = 0.85
 #: Consensus rings relative to the particle diameter: outside the labels and picks.
 CONSENSUS_SIZE = 1.15
+#: The input sets' picks: crosses this fraction of the diameter across.
+SET_CROSS_SIZE = 0.3
 
 
 def votes_colour(votes: int, n_sets: int) -> tuple[int, int, int]:
@@ -87,7 +89,7 @@ class PassiveScatter(pg.ScatterPlotItem):
 
 
 class RingsItem(pg.GraphicsObject):
-    """Thousands of rings, drawn fast: one ring pixmap (the diameter at the current zoom)
+    """Thousands of rings (or crosses), drawn fast: one ring pixmap (the diameter at the current zoom)
     stamped at every point with QPainter.drawPixmapFragments, as pyqtgraph draws
     screen-sized symbols, but with a size in data units, so rings scale with zoom.
 
@@ -95,11 +97,14 @@ class RingsItem(pg.GraphicsObject):
     are shown (:meth:`set_count`), so a slider step costs no more than a repaint.
     """
 
-    def __init__(self, pen) -> None:
+    def __init__(self, pen, shape: str = "ring") -> None:
         from pyqtgraph.Qt import internals
 
         super().__init__()
+        if shape not in ("ring", "cross"):
+            raise ValueError(f"shape must be 'ring' or 'cross', not {shape!r}")
         self._pen = pen
+        self._shape = shape
         self._x = np.zeros(0)
         self._y = np.zeros(0)
         self._n = 0
@@ -147,7 +152,12 @@ class RingsItem(pg.GraphicsObject):
             q = QPainter(pixmap)
             q.setRenderHint(QPainter.RenderHint.Antialiasing)
             q.setPen(self._pen)
-            q.drawEllipse(QRectF(margin, margin, size, size))
+            if self._shape == "ring":
+                q.drawEllipse(QRectF(margin, margin, size, size))
+            else:
+                mid = margin + size / 2
+                q.drawLine(QPointF(margin, mid), QPointF(margin + size, mid))
+                q.drawLine(QPointF(mid, margin), QPointF(mid, margin + size))
             q.end()
             self._pixmap = (size, pixmap)
         return self._pixmap[1]
@@ -212,7 +222,7 @@ class MicrographCanvas(pg.GraphicsView):
         # threshold is a count per ring item), and each visible input set's picks as crosses.
         self.consensus_items: dict[int, RingsItem] = {}
         self._consensus_scores: dict[int, np.ndarray] = {}
-        self.set_items: dict[str, PassiveScatter] = {}
+        self.set_items: dict[str, RingsItem] = {}
         self._shape: tuple[int, int] | None = None
         self._invert = False
         self.scene().sigMouseMoved.connect(self._on_mouse_moved)
@@ -269,6 +279,8 @@ class MicrographCanvas(pg.GraphicsView):
         self.pick_item.set_diameter(self.diameter_px * PICK_SIZE)
         for item in self.consensus_items.values():
             item.set_diameter(self.diameter_px * CONSENSUS_SIZE)
+        for item in self.set_items.values():
+            item.set_diameter(self.diameter_px * SET_CROSS_SIZE)
 
     def set_labels(self, positives: np.ndarray, negatives: np.ndarray) -> None:
         d = self.diameter_px
@@ -336,11 +348,14 @@ class MicrographCanvas(pg.GraphicsView):
         for name, colour, x, y in sets:
             item = self.set_items.get(name)
             if item is None:
-                item = PassiveScatter(pxMode=False, symbol="+", pen=pg.mkPen(colour, width=1.5), brush=pg.mkBrush(colour))
+                # Thousands of crosses per set: stamped from one pixmap like the rings, so
+                # that a consensus slider step (which repaints them too) stays cheap.
+                item = RingsItem(pg.mkPen(colour, width=1.5), shape="cross")
                 item.setZValue(7)
                 self.view.addItem(item)
                 self.set_items[name] = item
-            item.setData(x=x, y=y, size=self.diameter_px * 0.3)
+            item.set_diameter(self.diameter_px * SET_CROSS_SIZE)
+            item.set_points(x, y)
 
     # -- mapping (for tests and tooltips) ----------------------------------------------
     def map_to_widget(self, x: float, y: float):
