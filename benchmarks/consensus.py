@@ -24,7 +24,10 @@ For each dataset and seed (datasets as benchmarks/vs_topaz.py makes them: ``demo
    input pickers also their own best F1 over all their picks (``own_f1``, as
    ``picker-gui evaluate`` scores them).
 
-usage: python benchmarks/consensus.py [--datasets demo betagal aspire-small] [--seeds 0 1 2] [--tag T]
+usage: python benchmarks/consensus.py [--datasets demo betagal aspire-small] [--seeds 0 1 2] [--tag T] [--fresh-inputs]
+
+Our picker's picks are kept per dataset and seed (``bench_out/consensus/inputs/DATASET_seedN/ours_150s.star``; APPLE's beside it) and
+reused by later runs unless ``--fresh-inputs``: the network can be iterated on alone.
 """
 
 from __future__ import annotations
@@ -50,7 +53,7 @@ import vs_topaz  # noqa: E402  (datasets, preprocessing, labels: the same as the
 from picker_gui.core.consensus import PickSet  # noqa: E402
 from picker_gui.core.consensus_job import ConsensusSettings, consensus_job, dog_cut  # noqa: E402
 from picker_gui.core.coords import CoordinateTable  # noqa: E402
-from picker_gui.core.formats import read_coordinates  # noqa: E402
+from picker_gui.core.formats import read_coordinates, write_coordinates  # noqa: E402
 from picker_gui.core.jobs import run_job  # noqa: E402
 from picker_gui.core.metrics import evaluate  # noqa: E402
 
@@ -190,6 +193,8 @@ def truth_on(truth: CoordinateTable, names: list[str]) -> CoordinateTable:
 def run(dataset: str, seed: int, args) -> list[dict]:
     work = Path(args.out) / (args.tag or "default") / f"{dataset}_seed{seed}"
     work.mkdir(parents=True, exist_ok=True)
+    kept = Path(args.out) / "inputs" / f"{dataset}_seed{seed}"  # input pickers' picks, whatever the tag
+    kept.mkdir(parents=True, exist_ok=True)
     ns = argparse.Namespace(n_train=8, n_test=4)
     data = vs_topaz.preprocess_all(vs_topaz.load_dataset(dataset, work, seed, ns), work)
     names = [p.name for p in data["raw"]]
@@ -198,10 +203,16 @@ def run(dataset: str, seed: int, args) -> list[dict]:
     labels = vs_topaz.sample_labels(data, 200, seed)
     t0 = time.perf_counter()
     inputs = {"dog": dog_set(data, names)}
-    apple = apple_set(data, names, work)
+    apple = apple_set(data, names, kept)
     if apple is not None and len(apple):
         inputs["apple"] = apple
-    inputs["ours"] = ours_set(data, names, labels, seed, args.our_max_seconds)
+    cached = kept / f"ours_{args.our_max_seconds:g}s.star"
+    if cached.exists() and not args.fresh_inputs:  # the same labels and seed: reuse (iterating on the network)
+        inputs["ours"] = read_coordinates(cached)
+        logger.info("our picks reused from %s", cached)
+    else:
+        inputs["ours"] = ours_set(data, names, labels, seed, args.our_max_seconds)
+        write_coordinates(inputs["ours"], cached, "star-particles")
     # Each picker cut as its users cut it: the built-in picker at the expected count (what the
     # window and --dog use when the count is set), ours where the picks per micrograph match the expected count (what the
     # Picks tab shows beside the slider), APPLE has no scores.
@@ -256,6 +267,8 @@ def main() -> None:
     ap.add_argument("--our-max-seconds", type=float, default=150.0)
     ap.add_argument("--max-minutes", type=float, default=5.0, help="the consensus network's budget")
     ap.add_argument("--tag", default=None)
+    ap.add_argument("--fresh-inputs", action="store_true",
+                    help="train our picker again even when its picks for this dataset and seed are on disk")
     ap.add_argument("--out", default="bench_out/consensus")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
