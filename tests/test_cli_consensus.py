@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from picker_gui.cli import main
-from picker_gui.core.coords import CoordinateTable
+from picker_gui.core.coords import NEGATIVE, PARTICLE, CoordinateTable
 from picker_gui.core.formats import read_coordinates, write_coordinates
 from tests.conftest import write_mrc
 from tests.core.test_consensus_job import PIXEL, _micrograph
@@ -74,3 +74,18 @@ def test_clear_errors(files, capsys):
     # The output may not be an input.
     assert main(["consensus", str(files / "a.txt"), "--micrographs", str(files / "mics"), "--diameter-a", "32",
                  "--out", str(files / "a.txt"), "--format", "topaz"]) == 2
+
+
+def test_labels_join_the_positives_and_are_counted_in_the_message(files, capsys):
+    """--labels: the user's particles count as positives (here: named by another suffix, and
+    away from every agreed pick), the negative does not."""
+    labels = CoordinateTable.from_arrays("m0.mrc", [5, 187, 5, 100], [5, 5, 187, 100],
+                                         kind=[PARTICLE, PARTICLE, PARTICLE, NEGATIVE])
+    write_coordinates(labels, files / "labels.star", "star-particles")
+    args = ["consensus", str(files / "a.txt"), str(files / "b_picks.star"), "--train", "--micrographs",
+            str(files / "mics"), "--diameter-a", str(8 * PIXEL), "--box-a", str(16 * PIXEL), "--min-positives", "100000",
+            "--out", str(files / "x.csv")]
+    assert main(args) == 2
+    assert "of your labels" not in capsys.readouterr().err
+    assert main([*args, "--labels", str(files / "labels.star")]) == 2
+    assert "(with 3 of your labels)" in capsys.readouterr().err

@@ -39,7 +39,7 @@ from picker_gui.commands._common import (
 from picker_gui.core.cache import PreprocessCache
 from picker_gui.core.consensus import PickSet, write_consensus_csv
 from picker_gui.core.consensus_job import ConsensusSettings, consensus_job
-from picker_gui.core.coords import NEGATIVE
+from picker_gui.core.coords import NEGATIVE, PARTICLE, CoordinateTable
 from picker_gui.core.errors import UsageError
 from picker_gui.core.formats import WRITE_FORMATS, read_coordinates, write_coordinates
 from picker_gui.core.jobs import run_job
@@ -62,6 +62,7 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--expected-per-micrograph", type=positive_float, metavar="N", help="particles per micrograph: the built-in picker keeps this many (default: half its candidates)")
     parser.add_argument("--train", action="store_true", help="train the consensus network and score every OR pick with it")
     parser.add_argument("--negatives", type=Path, metavar="FILE", help="coordinates of things that are not particles (ice, carbon), more negatives for the network")
+    parser.add_argument("--labels", type=Path, metavar="FILE", help="your labels (e.g. a project's labels.star): particles join the agreed picks as positives, negatives join NEG")
     parser.add_argument("--min-positives", type=positive_int, default=256, metavar="N", help="refuse to train on fewer positives than N (default 256, as Xmipp)")
     parser.add_argument("--ensemble", type=positive_int, default=3, metavar="N", help="networks in the ensemble (default 3)")
     parser.add_argument("--max-minutes", type=positive_float, default=5.0, metavar="M", help="time budget of the network (default 5)")
@@ -102,7 +103,8 @@ def main(args: argparse.Namespace) -> int:
     if len(set(names)) != len(names):
         raise UsageError(f"two sets share a name ({', '.join(names)}); name them NAME=PATH")
     thresholds = _thresholds(args.set_threshold, names)
-    inputs = [*paths, *(p for _, p in named), *([args.negatives] if args.negatives else [])]
+    inputs = [*paths, *(p for _, p in named), *([args.negatives] if args.negatives else []),
+              *([args.labels] if args.labels else [])]
     full_table = args.format is None and args.out.suffix.lower() == ".csv"
     if full_table:
         check_outputs([(args.out, "--out")], inputs)
@@ -116,6 +118,14 @@ def main(args: argparse.Namespace) -> int:
         logger.info("set %s: %d picks on %d micrograph(s) from %s", name, len(table), len(table.micrographs()), path)
         sets.append(PickSet(name, table, thresholds.get(name)))
     negatives = read_coordinates(args.negatives).with_kind(NEGATIVE) if args.negatives else None
+    positives = None
+    if args.labels:
+        labels = read_coordinates(args.labels)
+        positives = labels[labels.kind == PARTICLE]
+        own_negatives = labels[labels.kind == NEGATIVE]
+        if len(own_negatives):
+            negatives = own_negatives if negatives is None else CoordinateTable.concat([negatives, own_negatives])
+        logger.info("labels %s: %d particle(s), %d negative(s)", args.labels, len(positives), len(own_negatives))
     settings = ConsensusSettings(diameter_a=args.diameter_a, box_a=args.box_a, merge_radius_a=args.merge_radius_a,
                                  min_votes=args.min_votes, min_positives=args.min_positives, train=args.train, dog=args.dog,
                                  expected_per_micrograph=args.expected_per_micrograph, pixel_size_a=args.pixel_size,
@@ -130,7 +140,7 @@ def main(args: argparse.Namespace) -> int:
                 c = report.consensus
                 bar.set_postfix_str(f"network {c.member + 1}/{c.members} validation accuracy {c.val_accuracy:.3f}")
 
-        result = run_job(consensus_job(paths, sets, settings, user_negatives=negatives, stop=stop,
+        result = run_job(consensus_job(paths, sets, settings, user_negatives=negatives, user_positives=positives, stop=stop,
                                        cache=PreprocessCache()), on_report)
     cons = result.sets
     k = settings.min_votes or cons.n_sets

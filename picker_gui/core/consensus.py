@@ -342,18 +342,42 @@ def negatives(cons: ConsensusSets, shapes: Mapping[str, tuple[int, int]], box: f
         xy = sample_negatives(or_xy, shapes[key], box, int(m.sum()), rng)
         tables.append(CoordinateTable.from_arrays(name, xy[:, 0], xy[:, 1], kind=NEGATIVE, source="random"))
     if user_negatives is not None and len(user_negatives):
-        mine = user_negatives[(user_negatives.kind == NEGATIVE)
-                              & user_negatives.on_micrographs([micrograph_key(m) for m in cons.micrographs])]
+        mine, _ = align_to_micrographs(user_negatives[user_negatives.kind == NEGATIVE], list(cons.micrographs))
         if len(mine):
             tables.append(mine.replace(source=np.full(len(mine), "user", dtype=object)))
     return CoordinateTable.concat(tables)
 
 
-def check_enough(cons: ConsensusSets, minimum: int = MIN_AND_FOR_TRAINING, k: int | None = None) -> None:
-    """Raise a clear :class:`UsageError` with the counts when the positives (AND, or k-of-N)
-    are too few to train the consensus network on."""
+def extra_positives(cons: ConsensusSets, k: int, user_positives: CoordinateTable | None, radius: float) -> CoordinateTable:
+    """The user's positive labels (``kind == particle``) on the micrographs of ``cons`` that
+    are not already positives: farther than ``radius`` from every cluster found by at least
+    ``k`` sets. The particles a user clicked are particles, whatever the pickers agreed on;
+    those the pickers agreed on too are not counted twice."""
+    if user_positives is None or not len(user_positives):
+        return CoordinateTable.empty()
+    mine, _ = align_to_micrographs(user_positives[user_positives.kind == PARTICLE], list(cons.micrographs))
+    if not len(mine):
+        return CoordinateTable.empty()
+    agreed = cons.table[cons.at_least(k)] if len(cons.table) else cons.table
+    by_key = {str(key): rows.xy() for key, rows in agreed.groupby_micrograph()} if len(agreed) else {}
+    parts = []
+    for key, rows in mine.groupby_micrograph():
+        xy = rows.xy()
+        keep = np.ones(len(xy), dtype=bool)
+        a = by_key.get(str(key))
+        if a is not None and len(a):
+            d2 = ((xy[:, None, :] - a[None, :, :]) ** 2).sum(-1)
+            keep = d2.min(1) > radius * radius
+        if keep.any():
+            parts.append(rows[keep].replace(source=np.full(int(keep.sum()), "user", dtype=object)))
+    return CoordinateTable.concat(parts) if parts else CoordinateTable.empty()
+
+
+def check_enough(cons: ConsensusSets, minimum: int = MIN_AND_FOR_TRAINING, k: int | None = None, extra: int = 0) -> None:
+    """Raise a clear :class:`UsageError` with the counts when the positives (AND, or k-of-N,
+    plus ``extra`` of the user's positive labels) are too few to train the consensus network on."""
     k = cons.n_sets if k is None else k
-    n_pos = int(cons.at_least(k).sum())
+    n_pos = int(cons.at_least(k).sum()) + int(extra)
     if n_pos >= minimum:
         return
     counts = cons.counts(k)
@@ -361,7 +385,7 @@ def check_enough(cons: ConsensusSets, minimum: int = MIN_AND_FOR_TRAINING, k: in
                     for name, c in counts.items() if name != "total")
     which = "AND" if k == cons.n_sets else f"{k}-of-{cons.n_sets}"
     raise UsageError(
-        f"only {n_pos} {which} particle(s) to train the consensus network on (at least {minimum} are needed; "
+        f"only {n_pos} {which} particle(s){f' (with {extra} of your labels)' if extra else ''} to train the consensus network on (at least {minimum} are needed; "
         f"OR has {counts['total']['or']}). Per micrograph: {per or 'no micrographs'}. Add micrographs, lower the "
         f"sets' thresholds, raise the merge radius or ask for fewer votes (--min-votes)")
 

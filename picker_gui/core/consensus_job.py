@@ -28,6 +28,7 @@ from picker_gui.core.consensus import (
     PickSet,
     align_to_micrographs,
     check_enough,
+    extra_positives,
     merge_sets,
     negatives,
 )
@@ -206,11 +207,16 @@ def consensus_job(
     settings: ConsensusSettings,
     *,
     user_negatives: CoordinateTable | None = None,
+    user_positives: CoordinateTable | None = None,
     stop: threading.Event | None = None,
     cache: PreprocessCache | None = None,
 ) -> Generator[JobReport, None, ConsensusJobResult]:
     """Merge ``sets`` on ``micrographs`` and, with ``settings.train``, train the Deep Consensus
     network on AND (or k-of-N) against NEG and score every OR pick.
+
+    ``user_negatives`` (the user's negative labels) join NEG; ``user_positives`` (the user's
+    particle labels) join the positives where no agreed pick already lies within the merge
+    radius: what a user clicked is a particle, whatever the pickers agreed on.
 
     Raises
     ------
@@ -280,7 +286,11 @@ def consensus_job(
     if not settings.train or stopped:
         return ConsensusJobResult(cons, CoordinateTable.empty(), None, failures, unmatched, warnings, stopped)
 
-    check_enough(cons, settings.min_positives, k)
+    extra = extra_positives(cons, k, user_positives, radius_px)
+    check_enough(cons, settings.min_positives, k, len(extra))
+    if len(extra):
+        logger.info("%d of your particle labels join the %d agreed picks as positives", len(extra),
+                    int(cons.at_least(k).sum()))
     from picker_gui.core.consensus_net import ConsensusConfig, extract_crops, train_consensus
 
     rng = np.random.default_rng(settings.seed)
@@ -297,7 +307,7 @@ def consensus_job(
             out.append(extract_crops(prep.image, x, y, box_px / prep.scale[1], settings.input_px))
         return np.concatenate(out) if out else np.zeros((0, settings.input_px, settings.input_px), np.float32)
 
-    pos_crops = crops(cons.table[positive])
+    pos_crops = crops(CoordinateTable.concat([cons.table[positive], extra]) if len(extra) else cons.table[positive])
     neg_crops = crops(neg)
     config = ConsensusConfig(input_px=settings.input_px, ensemble=settings.ensemble, max_seconds=60 * settings.max_minutes,
                              seed=settings.seed, device=settings.device)

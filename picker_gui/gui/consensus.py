@@ -177,9 +177,10 @@ class ConsensusController(QObject):
         paths = list(self.paths.values())
         labels = self.picker_state.labels.to_table()
         negatives = labels[labels.kind == NEGATIVE] if len(labels) else None
+        positives = labels[labels.kind == PARTICLE] if len(labels) else None
         cache = PreprocessCache()
         self.jobs.start("consensus", lambda stop: consensus_job(paths, sets, settings, user_negatives=negatives,
-                                                                 stop=stop, cache=cache),
+                                                                 user_positives=positives, stop=stop, cache=cache),
                         progress=self._on_report, finished=self._on_trained,
                         failed=lambda text: (self.error.emit("Consensus failed", text),
                                              self.training_finished.emit("Consensus training failed")))

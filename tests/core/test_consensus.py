@@ -11,6 +11,7 @@ from picker_gui.core.consensus import (
     PickSet,
     align_to_micrographs,
     check_enough,
+    extra_positives,
     match_names,
     merge_micrograph,
     merge_sets,
@@ -18,7 +19,7 @@ from picker_gui.core.consensus import (
     sample_negatives,
     self_consensus,
 )
-from picker_gui.core.coords import NEGATIVE, CoordinateTable
+from picker_gui.core.coords import NEGATIVE, PARTICLE, CoordinateTable
 from picker_gui.core.errors import UsageError
 
 
@@ -148,6 +149,27 @@ def test_too_few_and_particles_is_a_clear_message():
     cons = merge_sets([PickSet("a", a), PickSet("b", a)], radius=3)
     with pytest.raises(UsageError, match=r"only 2 AND particle\(s\).*at least 256.*m1: 2"):
         check_enough(cons)
+
+
+def test_user_particles_join_the_positives_unless_already_agreed():
+    a = CoordinateTable.from_arrays("m1", [100, 300, 450], [100, 300, 450])
+    b = CoordinateTable.from_arrays("m1", [101, 300], [100, 302])  # agree on two; 450 found by a only
+    cons = merge_sets([PickSet("a", a), PickSet("b", b)], radius=5, micrographs=["/data/m1.mrc", "/data/m2.mrc"])
+    user = CoordinateTable.from_arrays(["m1.mrc"] * 4 + ["m2_DW.mrc", "m9.mrc"],
+                                       [103, 300, 450, 200, 60, 60], [100, 306, 450, 200, 60, 60],
+                                       kind=[PARTICLE, PARTICLE, PARTICLE, NEGATIVE, PARTICLE, PARTICLE])
+    extra = extra_positives(cons, 2, user, radius=5)
+    # (103, 100): 2.5 px from the agreed (100.5, 100): already a positive. (300, 306): 5 px
+    # from (300, 301): the radius is inclusive, so it is too. (450, 450) was found by one set
+    # only: the user's click makes it a positive. The negative is not a particle; m2_DW
+    # matches /data/m2.mrc; m9 is no micrograph of the consensus.
+    assert sorted(zip(extra.x.tolist(), extra.y.tolist())) == [(60.0, 60.0), (450.0, 450.0)]
+    assert set(extra.keys.tolist()) == {"m1", "m2"}
+    assert (extra.source == "user").all()
+    with pytest.raises(UsageError, match=r"only 4 AND particle\(s\) \(with 2 of your labels\)"):
+        check_enough(cons, 5, 2, len(extra))
+    check_enough(cons, 4, 2, len(extra))  # two agreed and two clicked are enough for 4
+    assert not len(extra_positives(cons, 2, None, radius=5))
 
 
 def test_names_differing_by_suffix_and_folder_match():
