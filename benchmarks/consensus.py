@@ -14,7 +14,9 @@ For each dataset and seed (datasets as benchmarks/vs_topaz.py makes them: ``demo
 2. the consensus job of ``picker-gui consensus --train --min-votes 2`` (core.consensus_job):
    merge at 0.1 x the box (box 1.5 x the diameter), picks found by at least 2 pickers as
    positives (Scipion's protocol today; the paper's AND of all is bounded by the weakest
-   picker's recall), NEG sampled, the network (ensemble of 3) scoring every OR pick;
+   picker's recall) with the 200 labels on the training micrographs (as the window passes a
+   user's labels; ``--no-labels``: without), NEG sampled, the network (ensemble of 3)
+   scoring every OR pick;
 3. scored on the test micrographs only (the PU picker's labels are on the others). Every
    method is judged on one population, as Deep Consensus is: the OR picks (each true when it
    lies within 0.3 x the diameter of a true centre) plus the true particles no picker found
@@ -226,7 +228,9 @@ def run(dataset: str, seed: int, args) -> list[dict]:
     settings = ConsensusSettings(diameter_a=data["diameter_a"], train=True, seed=seed, device="cpu",
                                  max_minutes=args.max_minutes, min_positives=64, min_votes=min(2, len(sets)))
     t1 = time.perf_counter()
-    result = run_job(consensus_job(data["raw"], sets, settings))
+    # The user's labels (the 200 the PU picker learnt from, on the training micrographs) join
+    # the positives, as the window passes them; --no-labels leaves them out (the paper's setting).
+    result = run_job(consensus_job(data["raw"], sets, settings, user_positives=None if args.no_labels else labels))
     t_net = time.perf_counter() - t1
     truth = data["truth"]
     rows = score_all(result.sets, truth, data["test"], radius, inputs)
@@ -267,6 +271,8 @@ def main() -> None:
     ap.add_argument("--our-max-seconds", type=float, default=150.0)
     ap.add_argument("--max-minutes", type=float, default=5.0, help="the consensus network's budget")
     ap.add_argument("--tag", default=None)
+    ap.add_argument("--no-labels", action="store_true",
+                    help="train the network on the agreed picks only, not also on the labels our picker learnt from")
     ap.add_argument("--fresh-inputs", action="store_true",
                     help="train our picker again even when its picks for this dataset and seed are on disk")
     ap.add_argument("--out", default="bench_out/consensus")
