@@ -18,13 +18,14 @@ For each dataset and seed (datasets as benchmarks/vs_topaz.py makes them: ``demo
    user's labels; ``--no-labels``: without), NEG sampled, the network (ensemble of 3)
    scoring every OR pick;
 3. scored on the test micrographs only (the PU picker's labels are on the others). Every
-   method is judged on one population, as Deep Consensus is: the OR picks (each true when it
-   lies within 0.3 x the diameter of a true centre) plus the true particles no picker found
-   (missed by every method). A method keeps some OR picks: a picker those it found at or above
-   a threshold, AND those all found, OR all of them, the network those it scores at or above
-   a threshold. Precision, recall, F1 and MCC at the threshold that maximises each; for the
-   input pickers also their own best F1 over all their picks (``own_f1``, as
-   ``picker-gui evaluate`` scores them).
+   method is judged on one population, as Deep Consensus is: the OR picks plus the true
+   particles no OR pick matches. A method keeps some OR picks: a picker those it found at or
+   above a threshold, AND those all found, OR all of them, the network those it scores at
+   or above a threshold. The kept picks are matched one to one to the true centres (within
+   0.3 x the diameter, greedily in score order, as ``picker-gui evaluate`` does), so two
+   unmerged picks on one particle are one true and one false positive. Precision, recall,
+   F1 and MCC at the threshold that maximises each; for the input pickers also their own
+   best F1 over all their picks, below their cut too (``own_f1``).
 
 usage: python benchmarks/consensus.py [--datasets demo betagal aspire-small] [--seeds 0 1 2] [--tag T] [--fresh-inputs]
 
@@ -57,7 +58,7 @@ from picker_gui.core.consensus_job import ConsensusSettings, consensus_job, dog_
 from picker_gui.core.coords import CoordinateTable  # noqa: E402
 from picker_gui.core.formats import read_coordinates, write_coordinates  # noqa: E402
 from picker_gui.core.jobs import run_job  # noqa: E402
-from picker_gui.core.metrics import evaluate  # noqa: E402
+from picker_gui.core.metrics import evaluate, match_picks  # noqa: E402
 
 logger = logging.getLogger("consensus_bench")
 ASPIRE_PY = HERE.parent / ".venv-aspire" / "bin" / "python"
@@ -116,75 +117,75 @@ def _scores(tp: int, fp: int, fn: int, tn: int) -> dict:
     return {"precision": p, "recall": r, "f1": f1, "mcc": mcc}
 
 
-def best_over(kept_masks, true: np.ndarray, missed: int) -> dict:
-    """The best F1 and the best MCC over candidate selections ``(threshold, mask)``."""
-    best_f1 = best_mcc = None
-    for t, m in kept_masks:
-        tp = int((m & true).sum())
-        fp = int((m & ~true).sum())
-        fn = int((~m & true).sum()) + missed
-        tn = int((~m & ~true).sum())
-        s = {**_scores(tp, fp, fn, tn), "threshold": t}
-        if best_f1 is None or s["f1"] > best_f1["f1"]:
-            best_f1 = s
-        if best_mcc is None or s["mcc"] > best_mcc["mcc"]:
-            best_mcc = s
-    return {"precision": best_f1["precision"], "recall": best_f1["recall"], "f1": best_f1["f1"],
-            "threshold_f1": best_f1["threshold"], "mcc": best_mcc["mcc"], "threshold_mcc": best_mcc["threshold"]}
+def _curve(table: CoordinateTable, truth: CoordinateTable, radius: float, n_population: int,
+           scored: bool) -> list[dict]:
+    """Precision, recall, F1 and MCC at every cut of ``table`` (the clusters a method keeps,
+    ranked by its score, or all at once when it has none), matched one to one to ``truth``.
+
+    Greedy matching in score order (``metrics.match_picks``, as ``picker-gui evaluate``
+    scores) makes a second pick on one particle a false positive, so no method is rewarded
+    for keeping two unmerged clusters of one particle. The population is the OR clusters
+    plus the true particles no OR cluster matched: of its ``n_population`` members,
+    ``len(truth)`` are positives and the rest negatives (false picks and duplicates)."""
+    n_true = len(truth)
+    n_neg = n_population - n_true
+    if not len(table):
+        return [{**_scores(0, 0, n_true, n_neg), "threshold": None}]
+    m = match_picks(table, truth, radius)
+    tp = np.cumsum(m.is_true)
+    k = np.arange(1, m.n_picks + 1)
+    cuts = np.append(m.scores[1:] != m.scores[:-1], True) if scored else (k == m.n_picks)
+    rows = []
+    for i in np.flatnonzero(cuts):
+        t, kept = int(tp[i]), int(k[i])
+        rows.append({**_scores(t, kept - t, n_true - t, n_neg - (kept - t)),
+                     "threshold": float(m.scores[i]) if scored else None})
+    return rows
 
 
-def _thresholds(scores: np.ndarray) -> np.ndarray:
-    s = np.unique(scores[np.isfinite(scores)])
-    if len(s) > 200:
-        s = np.quantile(s, np.linspace(0, 1, 201))
-    return s
+def best_over(rows: list[dict]) -> dict:
+    """The best F1 (with its precision and recall) and the best MCC over a method's cuts."""
+    f1 = max(rows, key=lambda r: r["f1"])
+    mcc = max(rows, key=lambda r: r["mcc"])
+    return {"precision": f1["precision"], "recall": f1["recall"], "f1": f1["f1"], "threshold_f1": f1["threshold"],
+            "mcc": mcc["mcc"], "threshold_mcc": mcc["threshold"]}
 
 
 def score_all(cons, truth: CoordinateTable, test: list[str], radius: float, inputs: dict[str, CoordinateTable]) -> list[dict]:
-    keys = cons.table.keys
-    on_test = np.isin(keys, [n.rsplit(".", 1)[0] for n in test])
-    xy = cons.table.xy()[on_test]
-    ckeys = keys[on_test]
+    test_keys = [n.rsplit(".", 1)[0] for n in test]
+    on_test = np.isin(cons.table.keys, test_keys)
+    table = cons.table[on_test]
     found = cons.found_by[on_test]
     set_scores = cons.set_scores[on_test]
-    net = cons.table.score[on_test]
-    true = np.zeros(len(xy), dtype=bool)
-    missed = 0
-    for n in test:
-        k = n.rsplit(".", 1)[0]
-        t = truth.for_micrograph(n)
-        txy = t.xy()
-        m = ckeys == k
-        if not len(txy):
-            continue
-        if m.any():
-            d = np.sqrt(((xy[m][:, None] - txy[None]) ** 2).sum(-1))
-            true[np.flatnonzero(m)] = d.min(1) <= radius
-            missed += int((d.min(0) > radius).sum())
-        else:
-            missed += len(txy)
-    rows = []
-    n_sets = cons.n_sets
+    true_set = truth_on(truth, test)
+    # The population: the OR clusters, and the true particles none of them matches.
+    or_match = match_picks(table.replace(score=np.zeros(len(table))), true_set, radius)
+    n_population = len(table) + len(true_set) - int(or_match.is_true.sum())
+
+    def curve(mask: np.ndarray, score: np.ndarray | None) -> list[dict]:
+        rows = table[mask]
+        rows = rows.replace(score=np.zeros(len(rows)) if score is None else np.asarray(score)[mask])
+        return _curve(rows, true_set, radius, n_population, score is not None)
+
+    out = []
     for i, name in enumerate(cons.set_names):
         s = set_scores[:, i]
-        if np.isfinite(s[found[:, i]]).any():
-            masks = [(float(t), found[:, i] & (s >= t)) for t in _thresholds(s[found[:, i]])]
-        else:
-            masks = [(None, found[:, i])]
-        row = {"method": name, **best_over(masks, true, missed)}
+        scored = bool(np.isfinite(s[found[:, i]]).any())
+        row = {"method": name, **best_over(curve(found[:, i], s if scored else None))}
         own = inputs[name]
-        own = own[np.isin(own.keys, [n.rsplit(".", 1)[0] for n in test])]
-        row["own_f1"] = evaluate(own, truth_on(truth, test), radius)["best_f1"]
-        rows.append(row)
+        own = own[np.isin(own.keys, test_keys)]
+        row["own_f1"] = evaluate(own, true_set, radius)["best_f1"]  # all its picks, below its cut too
+        out.append(row)
     votes = found.sum(1)
-    rows.append({"method": "AND", **best_over([(None, votes >= n_sets)], true, missed)})
+    n_sets = cons.n_sets
+    out.append({"method": "AND", **best_over(curve(votes >= n_sets, None))})
     for k in range(2, n_sets):
-        rows.append({"method": f"{k}-of-{n_sets}", **best_over([(None, votes >= k)], true, missed)})
-    rows.append({"method": "OR", **best_over([(None, votes >= 1)], true, missed)})
-    rows.append({"method": "consensus network", **best_over([(float(t), net >= t) for t in _thresholds(net)], true, missed)})
-    at_half = best_over([(0.5, net >= 0.5)], true, missed)
-    rows.append({"method": "consensus network at 0.5", **at_half})
-    return rows
+        out.append({"method": f"{k}-of-{n_sets}", **best_over(curve(votes >= k, None))})
+    out.append({"method": "OR", **best_over(curve(votes >= 1, None))})
+    net = table.score
+    out.append({"method": "consensus network", **best_over(curve(np.ones(len(table), bool), net))})
+    out.append({"method": "consensus network at 0.5", **best_over(curve(net >= 0.5, None))})
+    return out
 
 
 def truth_on(truth: CoordinateTable, names: list[str]) -> CoordinateTable:
@@ -233,6 +234,10 @@ def run(dataset: str, seed: int, args) -> list[dict]:
     result = run_job(consensus_job(data["raw"], sets, settings, user_positives=None if args.no_labels else labels))
     t_net = time.perf_counter() - t1
     truth = data["truth"]
+    c = result.sets  # kept for rescoring without training again
+    np.savez_compressed(work / "consensus.npz", keys=c.table.keys.astype(str), x=c.table.x, y=c.table.y,
+                        score=c.table.score, found_by=c.found_by, set_scores=c.set_scores,
+                        set_names=np.array(c.set_names))
     rows = score_all(result.sets, truth, data["test"], radius, inputs)
     total = result.sets.counts()["total"]
     meta = {"dataset": dataset, "seed": seed, "or": total["or"], "and": total["and"],
