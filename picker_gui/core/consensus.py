@@ -255,6 +255,40 @@ class ConsensusSets:
         return ConsensusSets(self.set_names, self.table.replace(score=np.asarray(scores, dtype=np.float64)),
                              self.found_by, self.set_scores, self.radius, self.micrographs)
 
+    def fold_duplicates(self, radius: float) -> "ConsensusSets":
+        """One particle, one pick: on each micrograph, in descending score, a cluster within
+        ``radius`` (inclusive) of one kept before it is the same particle and folds into that
+        one, which takes the union of their votes and each set's best score.
+
+        The merge radius (a tenth of a box) leaves two pickers' centres of one particle
+        apart when they differ by more; a network scores both crops alike, so without this
+        every such particle would be kept twice. ``radius``: the particle radius, as a
+        picker's non-maximum suppression uses."""
+        if not len(self.table) or not radius > 0:
+            return self
+        keep = np.ones(len(self.table), dtype=bool)
+        found = self.found_by.copy()
+        best = self.set_scores.copy()
+        xy = self.table.xy()
+        r2 = float(radius) ** 2
+        distinct, codes = self.table._key_codes
+        for i in range(len(distinct)):
+            idx = np.flatnonzero(codes == i)
+            idx = idx[np.argsort(-np.nan_to_num(self.table.score[idx], nan=-np.inf), kind="stable")]
+            p = xy[idx]
+            alive = np.ones(len(idx), dtype=bool)
+            for a in range(len(idx)):
+                if not alive[a]:
+                    continue
+                later = np.flatnonzero(alive[a + 1:] & (((p[a + 1:] - p[a]) ** 2).sum(axis=1) <= r2)) + a + 1
+                if len(later):
+                    found[idx[a]] |= found[idx[later]].any(axis=0)
+                    best[idx[a]] = np.fmax(best[idx[a]], np.nanmax(best[idx[later]], axis=0, initial=-np.inf))
+                    alive[later] = False
+            keep[idx[~alive]] = False
+        best[np.isneginf(best)] = np.nan
+        return ConsensusSets(self.set_names, self.table[keep], found[keep], best[keep], self.radius, self.micrographs)
+
 
 def merge_sets(sets: Sequence[PickSet], radius: float, micrographs: Iterable[str] | None = None) -> ConsensusSets:
     """Merge every micrograph's picks of ``sets`` (see :func:`merge_micrograph`).

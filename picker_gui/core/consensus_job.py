@@ -86,7 +86,8 @@ class ConsensusJobResult:
     Attributes
     ----------
     sets
-        The clusters (OR) with their votes; ``sets.table.score`` is the network's P(particle)
+        The clusters (OR) with their votes (once scored, one per particle: see
+        :meth:`ConsensusSets.fold_duplicates`); ``sets.table.score`` is the network's P(particle)
         when it was trained, else the fraction of sets that found the pick.
     negatives
         NEG: the random spots and user negatives the network learnt from (empty without it).
@@ -214,6 +215,9 @@ def consensus_job(
     """Merge ``sets`` on ``micrographs`` and, with ``settings.train``, train the Deep Consensus
     network on AND (or k-of-N) against NEG and score every OR pick.
 
+    Once scored, a pick within the particle radius of a higher-scored one folds into it
+    (:meth:`ConsensusSets.fold_duplicates`): the result has one pick per particle.
+
     ``user_negatives`` (the user's negative labels) join NEG; ``user_positives`` (the user's
     particle labels) join the positives where no agreed pick already lies within the merge
     radius: what a user clicked is a particle, whatever the pickers agreed on.
@@ -329,5 +333,11 @@ def consensus_job(
         prep = preps[str(key)]
         x, y = prep.to_downsampled(rows.x, rows.y)
         scores[m] = model.score(extract_crops(prep.image, x, y, box_px / prep.scale[1], settings.input_px))
-    return ConsensusJobResult(cons.with_scores(scores), neg, model, failures, unmatched, warnings,
+    # One particle, one pick: the network scores two pickers' unmerged centres of a particle
+    # alike, so the lower-scored folds into the higher within the particle radius.
+    scored = cons.with_scores(scores).fold_duplicates(settings.diameter_a / 2 / pixel)
+    if len(scored.table) < len(cons.table):
+        logger.info("%d of the %d OR picks lay within a particle radius of a higher-scored one: folded into it",
+                    len(cons.table) - len(scored.table), len(cons.table))
+    return ConsensusJobResult(scored, neg, model, failures, unmatched, warnings,
                               stopped or "cancelled" in model.stopped_by)

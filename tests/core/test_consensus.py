@@ -151,6 +151,30 @@ def test_too_few_and_particles_is_a_clear_message():
         check_enough(cons)
 
 
+def test_fold_duplicates_keeps_the_best_scored_pick_of_a_particle_with_every_vote():
+    a = CoordinateTable.from_arrays("m1", [100, 300, 500], [100, 100, 100], score=[0.9, 0.8, 0.7])
+    b = CoordinateTable.from_arrays("m1", [106, 300, 509], [100, 100, 100], score=[0.4, 0.6, 0.2])
+    c = CoordinateTable.from_arrays("m2", [100], [100])  # no scores, another micrograph
+    cons = merge_sets([PickSet("a", a), PickSet("b", b), PickSet("c", c)], radius=3)
+    # Merged at 3 px: 100/106 and 500/509 stay apart (a duplicate each), 300 is one cluster.
+    assert len(cons.table) == 6
+    # Network scores: 106 (b's) above 100 (a's); 500 above 509; m2's (100, 100) low.
+    net = {("m1", 100): 0.5, ("m1", 106): 0.8, ("m1", 300): 0.9, ("m1", 500): 0.7, ("m1", 509): 0.1, ("m2", 100): 0.2}
+    scored = cons.with_scores([net[(k, int(x))] for k, x in zip(cons.table.keys, cons.table.x)])
+    folded = scored.fold_duplicates(9.0)  # inclusive: 509 is exactly 9 px from 500
+    got = {(k, int(x)): (f.tolist(), s) for k, x, f, s in zip(folded.table.keys, folded.table.x, folded.found_by,
+                                                            folded.set_scores.tolist())}
+    nan = got[("m2", 100)][1][0]
+    assert set(got) == {("m1", 106), ("m1", 300), ("m1", 500), ("m2", 100)}
+    assert got[("m1", 106)][0] == [True, True, False] and got[("m1", 106)][1][:2] == [0.9, 0.4]
+    assert got[("m1", 500)][0] == [True, True, False] and got[("m1", 500)][1][:2] == [0.7, 0.2]
+    assert got[("m1", 300)][0] == [True, True, False]
+    assert got[("m2", 100)][0] == [False, False, True] and nan != nan  # c has no scores
+    assert folded.micrographs == cons.micrographs and folded.n_sets == 3
+    assert len(scored.fold_duplicates(8.9).table) == 5  # 509 stays apart below 9 px
+    assert scored.fold_duplicates(0) is scored
+
+
 def test_user_particles_join_the_positives_unless_already_agreed():
     a = CoordinateTable.from_arrays("m1", [100, 300, 450], [100, 300, 450])
     b = CoordinateTable.from_arrays("m1", [101, 300], [100, 302])  # agree on two; 450 found by a only
