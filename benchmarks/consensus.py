@@ -210,6 +210,8 @@ def run(dataset: str, seed: int, args) -> list[dict]:
     if apple is not None and len(apple):
         inputs["apple"] = apple
     cached = kept / f"ours_{args.our_max_seconds:g}s.star"
+    if args.rescore:
+        return rescore(work, data, radius, {**inputs, "ours": read_coordinates(cached)}, dataset, seed)
     if cached.exists() and not args.fresh_inputs:  # the same labels and seed: reuse (iterating on the network)
         inputs["ours"] = read_coordinates(cached)
         logger.info("our picks reused from %s", cached)
@@ -251,6 +253,24 @@ def run(dataset: str, seed: int, args) -> list[dict]:
     return rows
 
 
+def rescore(work: Path, data: dict, radius: float, inputs: dict[str, CoordinateTable], dataset: str, seed: int) -> list[dict]:
+    """Score a stored run's consensus again (``consensus.npz``), its duplicates folded within
+    the particle radius as the job now does (folding is idempotent)."""
+    from picker_gui.core.consensus import ConsensusSets
+
+    z = np.load(work / "consensus.npz")
+    table = CoordinateTable.from_arrays([f"{k}.mrc" for k in z["keys"]], z["x"], z["y"], score=z["score"])
+    names = tuple(p.name for p in data["raw"])
+    cons = ConsensusSets(tuple(z["set_names"].tolist()), table, z["found_by"], z["set_scores"], 1.0, names)
+    original_px = data["ds_pixel_a"] / data["scales"][names[0]][1]
+    cons = cons.fold_duplicates(data["diameter_a"] / 2 / original_px)
+    rows = score_all(cons, data["truth"], data["test"], radius, inputs)
+    for r in rows:
+        r.update(dataset=dataset, seed=seed)
+    (work / "rescored.json").write_text(json.dumps({"rows": rows}, indent=1, default=float))
+    return rows
+
+
 COLUMNS = ("dataset", "seed", "method", "precision", "recall", "f1", "mcc", "own_f1")
 
 
@@ -278,6 +298,8 @@ def main() -> None:
     ap.add_argument("--tag", default=None)
     ap.add_argument("--no-labels", action="store_true",
                     help="train the network on the agreed picks only, not also on the labels our picker learnt from")
+    ap.add_argument("--rescore", action="store_true",
+                    help="score the stored runs of --tag again (consensus.npz) instead of training")
     ap.add_argument("--fresh-inputs", action="store_true",
                     help="train our picker again even when its picks for this dataset and seed are on disk")
     ap.add_argument("--out", default="bench_out/consensus")
