@@ -229,7 +229,8 @@ def run(dataset: str, seed: int, args) -> list[dict]:
     # Positives: found by at least 2 of the pickers, as Scipion's Deep Consensus protocol does
     # today (AND of all three is bounded by the weakest picker's recall: APPLE finds ~15 %).
     settings = ConsensusSettings(diameter_a=data["diameter_a"], train=True, seed=seed, device="cpu",
-                                 max_minutes=args.max_minutes, min_positives=64, min_votes=min(2, len(sets)))
+                                 max_minutes=args.max_minutes, min_positives=64, min_votes=min(2, len(sets)),
+                                 off_centre_negatives=not args.no_off_centre)
     t1 = time.perf_counter()
     # The user's labels (the 200 the PU picker learnt from, on the training micrographs) join
     # the positives, as the window passes them; --no-labels leaves them out (the paper's setting).
@@ -298,6 +299,7 @@ def main() -> None:
     ap.add_argument("--tag", default=None)
     ap.add_argument("--no-labels", action="store_true",
                     help="train the network on the agreed picks only, not also on the labels our picker learnt from")
+    ap.add_argument("--no-off-centre", action="store_true", help="NEG as Xmipp samples it only (no off-centre negatives)")
     ap.add_argument("--rescore", action="store_true",
                     help="score the stored runs of --tag again (consensus.npz) instead of training")
     ap.add_argument("--fresh-inputs", action="store_true",

@@ -360,6 +360,48 @@ def sample_negatives(
     return np.concatenate(out) if out else np.zeros((0, 2))
 
 
+#: Off-centre negatives lie this far from a positive, in diameters: the crop still holds much
+#: of the particle, but it is not centred on it.
+OFF_CENTRE_RANGE = (0.5, 0.75)
+
+
+def off_centre_negatives(positives: CoordinateTable, cons: ConsensusSets, shapes: Mapping[str, tuple[int, int]],
+                         diameter: float, box: float, rng: np.random.Generator) -> CoordinateTable:
+    """For each positive, a spot :data:`OFF_CENTRE_RANGE` diameters off it in a random
+    direction, kept when it is at least half a diameter from every OR pick and every
+    positive (else it may be another particle's centre) and half a box inside the edges.
+
+    Xmipp's NEG lies half a box from every pick, so its network never sees a crop that holds
+    part of a particle off its centre and learns "a particle in the box", which keeps a
+    picker's pick on a particle's edge or between two particles. These teach it where the
+    centre is. ``shapes``: micrograph key -> (height, width), in the pixels of the picks."""
+    if not len(positives) or not diameter > 0:
+        return CoordinateTable.empty()
+    lo, hi = OFF_CENTRE_RANGE
+    half = box / 2
+    or_by_key = {str(k): rows.xy() for k, rows in cons.table.groupby_micrograph()} if len(cons.table) else {}
+    tables = []
+    for key, rows in positives.groupby_micrograph():
+        key = str(key)
+        if key not in shapes:
+            continue
+        h, w = shapes[key]
+        xy = rows.xy()
+        r = rng.uniform(lo, hi, len(xy)) * diameter
+        a = rng.uniform(0, 2 * np.pi, len(xy))
+        cand = xy + np.column_stack([r * np.cos(a), r * np.sin(a)])
+        ok = (cand[:, 0] >= half) & (cand[:, 0] <= w - half) & (cand[:, 1] >= half) & (cand[:, 1] <= h - half)
+        near = np.concatenate([or_by_key.get(key, np.zeros((0, 2))), xy])
+        limit = (diameter / 2) ** 2
+        for start in range(0, len(near), 4096):
+            d2 = ((cand[:, None, :] - near[None, start:start + 4096, :]) ** 2).sum(-1)
+            ok &= (d2 >= limit).all(1)
+        if ok.any():
+            tables.append(CoordinateTable.from_arrays(rows.micrograph[0], cand[ok, 0], cand[ok, 1], kind=NEGATIVE,
+                                                      source="off-centre"))
+    return CoordinateTable.concat(tables) if tables else CoordinateTable.empty()
+
+
 def negatives(cons: ConsensusSets, shapes: Mapping[str, tuple[int, int]], box: float, rng: np.random.Generator,
               user_negatives: CoordinateTable | None = None) -> CoordinateTable:
     """NEG for every micrograph of ``cons``: as many as its OR picks (see

@@ -31,6 +31,7 @@ from picker_gui.core.consensus import (
     extra_positives,
     merge_sets,
     negatives,
+    off_centre_negatives,
 )
 from picker_gui.core.coords import CoordinateTable, micrograph_key
 from picker_gui.core.errors import MicrographError, UsageError
@@ -67,6 +68,9 @@ class ConsensusSettings:
     ensemble: int = 3
     max_minutes: float = 5.0
     input_px: int = 64
+    #: NEG also half to three quarters of a diameter off each positive (see
+    #: consensus.off_centre_negatives); False: Xmipp's NEG only.
+    off_centre_negatives: bool = True
     seed: int = 0
     device: str = "auto"
 
@@ -311,7 +315,12 @@ def consensus_job(
             out.append(extract_crops(prep.image, x, y, box_px / prep.scale[1], settings.input_px))
         return np.concatenate(out) if out else np.zeros((0, settings.input_px, settings.input_px), np.float32)
 
-    pos_crops = crops(CoordinateTable.concat([cons.table[positive], extra]) if len(extra) else cons.table[positive])
+    pos_table = CoordinateTable.concat([cons.table[positive], extra]) if len(extra) else cons.table[positive]
+    if settings.off_centre_negatives:
+        off = off_centre_negatives(pos_table, cons, shapes, settings.diameter_a / pixel, box_px, rng)
+        logger.info("NEG: %d random spots, %d off-centre spots beside the positives", len(neg), len(off))
+        neg = CoordinateTable.concat([neg, off])
+    pos_crops = crops(pos_table)
     neg_crops = crops(neg)
     config = ConsensusConfig(input_px=settings.input_px, ensemble=settings.ensemble, max_seconds=60 * settings.max_minutes,
                              seed=settings.seed, device=settings.device)

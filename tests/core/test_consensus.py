@@ -16,6 +16,7 @@ from picker_gui.core.consensus import (
     merge_micrograph,
     merge_sets,
     negatives,
+    off_centre_negatives,
     sample_negatives,
     self_consensus,
 )
@@ -173,6 +174,32 @@ def test_fold_duplicates_keeps_the_best_scored_pick_of_a_particle_with_every_vot
     assert folded.micrographs == cons.micrographs and folded.n_sets == 3
     assert len(scored.fold_duplicates(8.9).table) == 5  # 509 stays apart below 9 px
     assert scored.fold_duplicates(0) is scored
+
+
+def test_off_centre_negatives_lie_beside_positives_never_on_a_pick():
+    rng = np.random.default_rng(3)
+    d, box = 20.0, 30.0
+    xy = rng.uniform(40, 460, (80, 2))
+    a = CoordinateTable.from_arrays("m1", xy[:, 0], xy[:, 1])
+    b = CoordinateTable.from_arrays("m1", xy[:40, 0] + 1, xy[:40, 1])
+    cons = merge_sets([PickSet("a", a), PickSet("b", b)], radius=3, micrographs=["m1.mrc"])
+    pos = cons.table[cons.at_least(2)]
+    off = off_centre_negatives(pos, cons, {"m1": (500, 500)}, d, box, rng)
+    assert 0 < len(off) <= len(pos)
+    assert (off.kind == NEGATIVE).all() and (off.source == "off-centre").all()
+    o = off.xy()
+    to_pos = np.sqrt(((o[:, None] - pos.xy()[None]) ** 2).sum(-1)).min(1)
+    to_or = np.sqrt(((o[:, None] - cons.table.xy()[None]) ** 2).sum(-1)).min(1)
+    assert (to_pos >= 0.5 * d - 1e-9).all() and (to_pos <= 0.75 * d + 1e-9).all()
+    assert (to_or >= 0.5 * d - 1e-9).all()
+    assert ((o >= box / 2) & (o <= 500 - box / 2)).all()
+    # A positive crowded by OR picks all round gets none; no positives, none at all.
+    ring = np.array([[250 + 12 * np.cos(t), 250 + 12 * np.sin(t)] for t in np.linspace(0, 2 * np.pi, 24, endpoint=False)])
+    crowd = merge_sets([PickSet("a", CoordinateTable.from_arrays("m1", [250, *ring[:, 0]], [250, *ring[:, 1]]))],
+                       radius=1, micrographs=["m1.mrc"])
+    centre = crowd.table[(crowd.table.x == 250) & (crowd.table.y == 250)]
+    assert not len(off_centre_negatives(centre, crowd, {"m1": (500, 500)}, d, box, rng))
+    assert not len(off_centre_negatives(CoordinateTable.empty(), cons, {"m1": (500, 500)}, d, box, rng))
 
 
 def test_user_particles_join_the_positives_unless_already_agreed():
