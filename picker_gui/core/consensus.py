@@ -327,6 +327,16 @@ def merge_sets(sets: Sequence[PickSet], radius: float, micrographs: Iterable[str
 
 
 # -- negatives --------------------------------------------------------------------------
+def _at_least(cand: np.ndarray, points: np.ndarray, distance: float) -> np.ndarray:
+    """Mask of the ``cand`` positions at least ``distance`` from every one of ``points``
+    (both ``(n, 2)``), computed in blocks to bound memory."""
+    ok = np.ones(len(cand), dtype=bool)
+    for start in range(0, len(points), 4096):
+        d2 = ((cand[:, None, :] - points[None, start:start + 4096, :]) ** 2).sum(-1)
+        ok &= (d2 >= distance * distance).all(1)
+    return ok
+
+
 def sample_negatives(
     or_xy: np.ndarray,
     shape: tuple[int, int],
@@ -348,11 +358,7 @@ def sample_negatives(
     for _ in range(max_tries):
         m = max(64, 2 * (n - got))
         cand = np.column_stack([rng.uniform(half, w - half, m), rng.uniform(half, h - half, m)])
-        ok = np.ones(m, dtype=bool)
-        for start in range(0, len(or_xy), 4096):
-            d2 = ((cand[:, None, :] - or_xy[None, start:start + 4096, :]) ** 2).sum(-1)
-            ok &= (d2 >= half * half).all(1)
-        cand = cand[ok][: n - got]
+        cand = cand[_at_least(cand, or_xy, half)][: n - got]
         out.append(cand)
         got += len(cand)
         if got >= n:
@@ -391,11 +397,7 @@ def off_centre_negatives(positives: CoordinateTable, cons: ConsensusSets, shapes
         a = rng.uniform(0, 2 * np.pi, len(xy))
         cand = xy + np.column_stack([r * np.cos(a), r * np.sin(a)])
         ok = (cand[:, 0] >= half) & (cand[:, 0] <= w - half) & (cand[:, 1] >= half) & (cand[:, 1] <= h - half)
-        near = np.concatenate([or_by_key.get(key, np.zeros((0, 2))), xy])
-        limit = (diameter / 2) ** 2
-        for start in range(0, len(near), 4096):
-            d2 = ((cand[:, None, :] - near[None, start:start + 4096, :]) ** 2).sum(-1)
-            ok &= (d2 >= limit).all(1)
+        ok &= _at_least(cand, np.concatenate([or_by_key.get(key, np.zeros((0, 2))), xy]), diameter / 2)
         if ok.any():
             tables.append(CoordinateTable.from_arrays(rows.micrograph[0], cand[ok, 0], cand[ok, 1], kind=NEGATIVE,
                                                       source="off-centre"))
