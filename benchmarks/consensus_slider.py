@@ -28,6 +28,9 @@ from pathlib import Path
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from window_loop import wait_until  # noqa: E402  (the window's event-loop wait, shared)
 
 
 def main() -> None:
@@ -80,12 +83,7 @@ def main() -> None:
         win.show()
 
         def wait(condition, guard_s: float = 600) -> None:
-            end = time.perf_counter() + guard_s
-            while not condition():
-                app.processEvents()
-                time.sleep(0.002)
-                if time.perf_counter() > end:
-                    raise SystemExit("gave up waiting (the guard, not a measurement)")
+            wait_until(app, condition, guard_s)
 
         wait(lambda: win.current is not None and win.displayed == win.current)
         view, panel = win.consensus, win.consensus_panel

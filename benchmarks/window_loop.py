@@ -61,6 +61,17 @@ def _percentile(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else float("nan")
 
 
+def wait_until(app, condition, guard_s: float) -> None:
+    """Run the event loop until ``condition()`` holds; give up after ``guard_s`` seconds
+    (a guard against a hang, not a measurement)."""
+    end = time.perf_counter() + guard_s
+    while not condition():
+        app.processEvents()
+        time.sleep(0.002)
+        if time.perf_counter() > end:
+            raise SystemExit("gave up waiting (the guard, not a measurement)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--micrographs", type=int, default=8)
@@ -94,12 +105,7 @@ def main() -> None:
         win.show()
 
         def wait(condition, guard_s: float = 1800) -> None:
-            end = time.perf_counter() + guard_s
-            while not condition():
-                app.processEvents()
-                time.sleep(0.002)
-                if time.perf_counter() > end:
-                    raise SystemExit("gave up waiting (the guard, not a measurement)")
+            wait_until(app, condition, guard_s)
 
         wait(lambda: win.current is not None and win.displayed == win.current)
         meter = StallMeter()
