@@ -114,12 +114,40 @@ def make_set(name: str, spec: dict, out: Path, seed: int) -> None:
     print(f"{name}: {spec['n']} micrographs of {spec['side']} px, {len(rows)} particles, box {box} px")
 
 
+def random_spec(rng: np.random.Generator) -> dict:
+    """A random set for the general model's training data (tools/build_general_model.py):
+    particle 100-400 Å, 40-130 px across in the raw pixels (so the picker downsamples it),
+    SNR 0.001-0.01 (log-uniform), any cyclic order, sparse to crowded, 0-40 junk blobs."""
+    d = float(rng.uniform(100, 400))
+    pixel = round(d / rng.uniform(40, 130), 2)
+    d_px = d / pixel
+    side = 1536 if d_px < 90 else 2048
+    area_fraction = rng.uniform(0.05, 0.3)  # of the micrograph covered by particles
+    per_mic = int(max(8, min(150, area_fraction * side * side / (np.pi * (d_px / 2) ** 2))))
+    return dict(diameter_a=round(d, 1), pixel_a=pixel, side=side, per_mic=per_mic,
+                snr=float(np.exp(rng.uniform(np.log(0.001), np.log(0.01)))),
+                order=int(rng.choice([1, 1, 2, 3, 4, 6])), n=4, junk=int(rng.integers(0, 41)))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="bench_out/data")
     ap.add_argument("--sets", nargs="+", default=list(SETS), choices=list(SETS))
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--general", type=int, default=0, metavar="K",
+                    help="instead of the benchmark sets, write K random sets (general-K) for the general "
+                         "model's training data; seeds 1000 + k, never the benchmark's")
     args = ap.parse_args()
+    if args.general:
+        for k in range(args.general):
+            rng = np.random.default_rng(1000 + k)
+            spec = random_spec(rng)
+            try:
+                make_set(f"general-{k:02d}", spec, Path(args.out), 1000 + k)
+            except Exception as exc:  # noqa: BLE001 - a crowded spec ASPIRE cannot place: fewer particles
+                print(f"general-{k:02d}: {exc}; retrying with half the particles")
+                make_set(f"general-{k:02d}", {**spec, "per_mic": max(8, spec["per_mic"] // 2)}, Path(args.out), 1000 + k)
+        return
     for name in args.sets:
         make_set(name, SETS[name], Path(args.out), args.seed)
 

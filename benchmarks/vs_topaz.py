@@ -161,6 +161,23 @@ def dog_result(data: dict) -> dict:
     return evaluate(picks, truth, data["match_radius"])
 
 
+def general_result(data: dict, path: str | None = None) -> dict | None:
+    """The general model with no training at all (zero-shot) on the same test pixels, or None
+    when there is no general model (resources/general_model/general.pt, or ``path``)."""
+    from picker_gui.core.general import general_model
+    from picker_gui.core.inference import extract_picks, score_map
+
+    saved = general_model(path)
+    if saved is None:
+        return None
+    d_px = data["diameter_a"] / data["ds_pixel_a"]
+    picks = CoordinateTable.concat(
+        extract_picks(score_map(saved.model, p.image), p, d_px / 2, name=n)
+        for n in data["test"] for p in [_load_prep(data["prep_dir"] / n, data["scales"][n])])
+    truth = CoordinateTable.concat(data["truth"].for_micrograph(n).replace(micrograph=n) for n in data["test"])
+    return evaluate(picks, truth, data["match_radius"])
+
+
 def preprocess_all(data: dict, work: Path, downsample: float | None = None) -> dict:
     """Our preprocessing, written as float32 MRC for both pickers."""
     prep_dir = work / "prep"
@@ -468,6 +485,8 @@ def compare(dataset: str, seed: int, args) -> dict:
                 "across the particle); pi %.4g", dataset, seed, len(labels), len(data["train"]), len(data["test"]),
                 data["ds_pixel_a"], data["diameter_a"] / data["ds_pixel_a"], pi)
     dog = dog_result(data)
+    overrides = parse_overrides(args.set)
+    zero = general_result(data, overrides.get("general_model_path"))
     ours = run_ours(work, data, labels_path, truth_path, seed, args.our_max_seconds, parse_overrides(args.set))
     logger.info("[%s seed %d] ours: AP %.3f in %.0f s (%s); DoG %.3f", dataset, seed, ours["final"]["average_precision"],
                 ours["train_time_s"], ours["stopped_by"], dog["average_precision"])
@@ -480,6 +499,7 @@ def compare(dataset: str, seed: int, args) -> dict:
         "ours_ap": ours["final"]["average_precision"],
         "ours_tta_ap": ours["final_tta"]["average_precision"] if "final_tta" in ours else None,
         "dog_ap": dog["average_precision"],
+        "general_zero_shot_ap": zero["average_precision"] if zero else None,
         "topaz_final_ap": topaz["final_ap"] if topaz else None,
         "topaz_best_ap": topaz["best_ap"] if topaz else None,
         "topaz_best_epoch": topaz["best_epoch"] if topaz else None,
@@ -494,7 +514,7 @@ def compare(dataset: str, seed: int, args) -> dict:
     }
     row["vs_topaz_best"] = row["ours_ap"] - row["topaz_best_ap"] if topaz else None
     row["time_ratio"] = row["ours_train_s"] / row["topaz_train_s"] if topaz else None
-    (work / "result.json").write_text(json.dumps({"row": row, "ours": ours, "dog": dog, "topaz": topaz,
+    (work / "result.json").write_text(json.dumps({"row": row, "ours": ours, "dog": dog, "topaz": topaz, "zero_shot": zero,
                                                   "overrides": parse_overrides(args.set), "downsample": args.downsample},
                                                  indent=1, default=float))
     return row
@@ -502,7 +522,7 @@ def compare(dataset: str, seed: int, args) -> dict:
 
 COLUMNS = [
     ("dataset", "{}"), ("seed", "{}"), ("px_across", "{:.1f}"), ("ours_ap", "{:.3f}"), ("ours_tta_ap", "{:.3f}"), ("dog_ap", "{:.3f}"),
-    ("topaz_final_ap", "{:.3f}"), ("topaz_best_ap", "{:.3f}"), ("topaz_best_epoch", "{}"), ("vs_topaz_best", "{:+.3f}"),
+    ("general_zero_shot_ap", "{:.3f}"), ("topaz_final_ap", "{:.3f}"), ("topaz_best_ap", "{:.3f}"), ("topaz_best_epoch", "{}"), ("vs_topaz_best", "{:+.3f}"),
     ("ours_train_s", "{:.0f}"), ("topaz_train_s", "{:.0f}"), ("time_ratio", "{:.3f}"), ("ours_steps", "{}"),
     ("ours_stopped_by", "{}"), ("ours_extract_s", "{:.3f}"), ("topaz_extract_s", "{:.3f}"),
     ("ours_peak_mib", "{:.0f}"), ("topaz_peak_mib", "{:.0f}"),

@@ -58,6 +58,9 @@ def add_args(parser: argparse.ArgumentParser) -> None:
                         help="stop early when validation AP has stayed clearly below its best (by 1/sqrt(held-out labels), "
                              "10-30 %%) for N checks of 40 steps (default: off; the run uses its time budget and keeps the final model)")
     parser.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps")
+    parser.add_argument("--start", choices=("general", "scratch"), default=None,
+                        help=f"start from the shipped general model (where it fits: 16 px or more across, no --model) "
+                             f"or from fresh weights (default: {TrainConfig.start})")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", required=True, type=Path, metavar="MODEL", help="where to save the model (.pt)")
 
@@ -85,6 +88,7 @@ def settings_from_args(args: argparse.Namespace) -> TrainSettings:
         patience=args.patience,
         device=args.device,
         seed=args.seed,
+        start=args.start,
     )
 
 

@@ -124,6 +124,9 @@ class TrainSettings:
     patience: int | None = None
     device: str = "auto"
     seed: int = 0
+    #: "general" (start from the shipped general model where it fits), "scratch", or None
+    #: for the default of :class:`~picker_gui.core.training.TrainConfig`.
+    start: str | None = None
 
 
 @dataclass
@@ -334,6 +337,7 @@ def train_config(settings: TrainSettings, diameter_px: float, init: SavedModel |
         patience=settings.patience,
         seed=settings.seed,
         device=settings.device,
+        start=TrainConfig.start if settings.start is None else settings.start,
     )
 
 

@@ -124,6 +124,12 @@ class TrainConfig:
     #: is what sparse labels and a few minutes need (benchmarks/README.md, ablations).
     pooled: bool = True
     width: int = 16
+    #: "general": start from the shipped general model (:mod:`picker_gui.core.general`)
+    #: when it fits (pooled regime, same width, no architecture asked for); "scratch":
+    #: fresh weights. A run that fine-tunes a given model (``init_state``) ignores this.
+    start: str = "scratch"
+    #: Another general model file than the shipped one (tests, the build script).
+    general_model_path: str | None = None
     slack: float = 1.0
     negative_weight: float = 1.0
     tile: int = 64
@@ -599,10 +605,23 @@ def _validation_ap(model, vset: ValidationSet, device, config) -> float:
     return average_precision(match_picks(CoordinateTable.concat(picks), CoordinateTable.concat(truth), radius))
 
 
+def _general_start(config: TrainConfig):
+    """The general model this run starts from, or None (see ``TrainConfig.start``)."""
+    if config.start != "general" or config.architecture is not None or not config.pooled:
+        return None
+    from picker_gui.core.general import general_fits
+
+    return general_fits(config.particle_diameter_px, config.width, config.general_model_path)
+
+
 def choose_model(config: TrainConfig) -> tuple[str, str]:
-    """The architecture a run uses, and why (as asked, or from the particle diameter)."""
+    """The architecture a run uses, and why (as asked, the general model's, or from the
+    particle diameter)."""
     if config.architecture is not None:
         return config.architecture, "as asked"
+    general = _general_start(config)
+    if general is not None:
+        return general.model.architecture, "the general model's"
     pooled = config.pooled and config.particle_diameter_px >= POOLED_MIN_DIAMETER_PX
     return choose_architecture(config.particle_diameter_px, pooled)
 
@@ -620,7 +639,10 @@ def initial_model(config: TrainConfig, init_state: dict[str, torch.Tensor] | Non
     arch, reason = choose_model(config)
     torch.manual_seed(config.seed)
     model = PickerNet(arch, config.width)
-    if init_state is not None:
+    if init_state is None and (general := _general_start(config)) is not None:
+        model.load_state_dict(general.model.state_dict())
+        reason += f", starting from the general model {general.metadata['model_id']}"
+    elif init_state is not None:
         try:
             model.load_state_dict(init_state)
         except RuntimeError:
@@ -853,6 +875,8 @@ def train(
 
     meta = _result_metadata(config, items, objective.name, pi, best_ap=best_ap, best_step=best_step, steps=done,
                             stopped_by=stopped_by, metadata=metadata)
+    if init_state is None and (general := _general_start(config)) is not None:
+        meta["started_from"] = f"general model {general.metadata['model_id']}"
     # What the model never trained on: a fair recall estimate for the window's threshold.
     if not vset.held_out:
         meta["validation_micrographs"] = []
