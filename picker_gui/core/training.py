@@ -26,7 +26,9 @@ precision of the extracted picks against the held-out labels, picks on training 
 left out; with sparse labels it is a fraction of the true AP, and on dense data with few
 labels it is too noisy to stop on or to pick a checkpoint by, so by default the run uses
 its budget and keeps the final model (``patience`` and ``selection="near-best"`` turn
-those on).
+those on). Validation that only informs is then rationed to a tenth of the training time
+(``validation_share``): scoring whole micrographs every 40 steps took most of a CPU's
+budget.
 
 Defaults come from ablations on four datasets (benchmarks/README.md): a pooled model of
 width 16 (several times the steps of a full-resolution one in the same time), a learning
@@ -148,6 +150,12 @@ class TrainConfig:
     max_steps: int = 3000
     max_seconds: float = 150.0
     eval_every: int = 40
+    #: When validation only informs (``selection="last"``, no ``patience``), it may take
+    #: at most this share of the training time: a check falling due every ``eval_every``
+    #: steps is postponed while validation so far has taken more. Scoring whole
+    #: micrographs every 40 steps took most of a CPU's budget, and on sparse labels the
+    #: number of steps decides most (benchmarks/README.md). None: every check runs.
+    validation_share: float | None = 0.1
     #: Stop after this many validation checks clearly below the best; None: never (the run
     #: uses its budget, ending on the decayed learning rate). Off by default: with sparse
     #: labels the validation AP is too noisy to stop on (benchmarks/README.md).
@@ -787,6 +795,9 @@ def train(
     message: str | None = "; ".join([*warnings, start_msg])
     step = done = best_step = 0
     excluded = 0.0
+    validation_time = 0.0
+    # Validation that decides nothing (no early stop, the last model kept) is rationed.
+    rationed = bool(config.validation_share) and config.selection == "last" and config.patience is None
     try:
         for step in range(1, config.max_steps + 1):
             if should_stop():
@@ -820,8 +831,13 @@ def train(
             val_ap = None
             elapsed = time.perf_counter() - t0 - excluded
             out_of_time = elapsed >= config.max_seconds
-            if step % config.eval_every == 0 or out_of_time or step == config.max_steps:
+            due = step % config.eval_every == 0
+            if due and rationed and validation_time > config.validation_share * elapsed:
+                due = False  # postponed: validation has had its share of the time
+            if due or out_of_time or step == config.max_steps:
+                t_val = time.perf_counter()
                 val_ap = _validation_ap(kept, vset, device, config)
+                validation_time += time.perf_counter() - t_val
                 best_ap = val_ap if best_ap is None else max(best_ap, val_ap)
                 # Patience counts checks that fall clearly below the best (beyond the
                 # tolerance): sparse-label validation is noisy, and a run still improving

@@ -470,3 +470,20 @@ def test_training_with_weight_averaging_validates_and_returns_the_average(data):
     # The model validated last is the one returned: the average, not the raw weights.
     final = result.model.state_dict()
     assert all(torch.equal(final[k].cpu(), seen[-1][k].cpu()) for k in final)
+
+
+def test_validation_that_decides_nothing_is_rationed_to_its_share_of_the_time(data):
+    items, _ = data
+    base = dict(max_steps=60, eval_every=20, patience=None, selection="last")
+
+    def checks(**kw):
+        reports, _ = _run(train(items, _config("ge-binomial", **{**base, **kw})))
+        return [r.step for r in reports if r.val_ap is not None]
+
+    assert checks(validation_share=None) == [20, 40, 60]
+    # Any validation takes more than a billionth of the time: after the first check, the
+    # ones due are postponed; the final model is still validated.
+    assert checks(validation_share=1e-9) == [20, 60]
+    # Validation that stops the run or picks the model is never postponed.
+    assert checks(validation_share=1e-9, patience=50) == [20, 40, 60]
+    assert checks(validation_share=1e-9, selection="near-best") == [20, 40, 60]
