@@ -167,7 +167,9 @@ def pick_file(
     model
         Already on ``device`` (the job copies it there once).
     metadata
-        The model's: how it was trained (see :func:`preprocess_params_for`).
+        The model's: how it was trained (see :func:`preprocess_params_for`), and
+        ``pick_augment``: score the eight rotations and flips of the micrograph and
+        average them (set by training, ``TrainConfig.pick_augment``).
     radius_px
         The least distance between two picks in *original-micrograph* pixels, as every
         coordinate a user sees. Default: the particle radius the model was trained with.
@@ -207,7 +209,7 @@ def pick_file(
     prep = preprocess_file(path, preprocess_params_for(metadata, header_px), cache)
     distance = default_min_distance_px(metadata) if radius_px is None else float(radius_px)  # original px
     radius = distance / prep.scale[1]  # downsampled px
-    scores = score_map(model, prep.image, device)
+    scores = score_map(model, prep.image, device, augment=bool(metadata.get("pick_augment", False)))
     particle_r = 0.5 * metadata.get("particle_diameter_px", 2 * metadata["nms_radius_px"])
     fit = scores.size / (np.pi * particle_r * particle_r)
     x, y, s = non_maximum_suppression(scores, CANDIDATE_FRACTION * radius, threshold,

@@ -163,6 +163,12 @@ class TrainConfig:
     #: "last": keep the final model (the cosine schedule ends on small steps); "near-best":
     #: the latest within the selection tolerance of the best validation AP.
     selection: str = "last"
+    #: Picks with this model average the scores of the eight rotations and flips of each
+    #: micrograph (8 x the scoring time, a fraction of picking's, which preprocessing
+    #: dominates): +0.005-0.05 test AP in every benchmark run (benchmarks/README.md).
+    #: Stored in the model (``metadata["pick_augment"]``), so every way of picking with it
+    #: (window, command line, batch) does the same.
+    pick_augment: bool = True
     autoencoder: float = 0.0  # weight of the reconstruction loss; Topaz finds it helps below ~250 labels
     validation_fraction: float = 0.2
     #: "labels": hold out a fraction of the positive labels of every labelled micrograph and
@@ -681,6 +687,7 @@ def _result_metadata(config: TrainConfig, items: Sequence[LabeledMicrograph], ob
         steps=steps,
         stopped_by=stopped_by,
         seed=config.seed,
+        pick_augment=config.pick_augment,
     )
     return meta
 

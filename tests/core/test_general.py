@@ -57,6 +57,7 @@ def test_training_starts_from_the_general_model_and_says_so(general_file):
     result = run_training(train(_items(), cfg, stop=stop))
     assert result.model.architecture == "pool74"
     result = run_training(train(_items(), cfg))
+    assert result.metadata["pick_augment"] is True  # picks average the eight views by default
     assert result.metadata["started_from"] == f"general model {model_id(SavedModel(model, {'general': True}))}"
     assert any(not torch.equal(v, model.state_dict()[k]) for k, v in result.model.state_dict().items()), \
         "training must move the weights it started from"

@@ -85,3 +85,25 @@ def test_augmented_scoring_is_the_mean_of_the_eight_views_and_turns_with_the_ima
     # The eight views of a turned image are the same eight: the result turns with it.
     assert np.allclose(score_map(model, np.rot90(image).copy(), augment=True), np.rot90(aug), atol=1e-4)
     assert not np.allclose(aug, score_map(model, image), atol=1e-3)
+
+
+@pytest.mark.parametrize("augment", [False, True])
+def test_picking_scores_as_the_model_says_with_or_without_the_eight_views(tmp_path, augment):
+    from picker_gui.core.inference import extract_picks, pick_file
+    from picker_gui.core.mrc_io import write_mrc
+    from picker_gui.core.preprocess import PreprocessParams, preprocess_file
+
+    torch.manual_seed(0)
+    model = PickerNet("pool34", 4).eval()
+    rng = np.random.default_rng(3)
+    path = write_mrc(tmp_path / "m.mrc", rng.normal(size=(96, 120)).astype(np.float32), 2.0)
+    meta = {"downsample": 1.0, "normalization": "gmm", "particle_diameter_px": 8.0, "nms_radius_px": 4.0,
+            "pick_augment": augment}
+    picks, _ = pick_file(model, meta, path, candidates=True)
+    prep = preprocess_file(path, PreprocessParams(downsample=1.0, normalization="gmm"))
+    scores = score_map(model, prep.image, augment=augment)
+    other = score_map(model, prep.image, augment=not augment)
+    ranked = picks[np.argsort(-picks.score, kind="stable")]
+    iy, ix = np.round(ranked.y[:5]).astype(int), np.round(ranked.x[:5]).astype(int)
+    np.testing.assert_allclose(ranked.score[:5], scores[iy, ix], atol=1e-5)
+    assert not np.allclose(ranked.score[:5], other[iy, ix], atol=1e-3)
