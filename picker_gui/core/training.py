@@ -398,7 +398,7 @@ class _Sampler:
 
     def batch(self, n: int, tile: int, positive_fraction: float = 0.5) -> tuple[torch.Tensor, torch.Tensor]:
         xs, ys = [], []
-        n_pos = min(n - 1, max(1, int(round(n * positive_fraction)))) if self.with_pos else 0
+        n_pos = 0 if positive_fraction <= 0 or not self.with_pos else min(n - 1, max(1, int(round(n * positive_fraction))))
         for j in range(n):
             if j < n_pos:
                 i = int(self.rng.choice(self.with_pos))
@@ -619,6 +619,27 @@ def _validation_ap(model, vset: ValidationSet, device, config) -> float:
     return average_precision(match_picks(CoordinateTable.concat(picks), CoordinateTable.concat(truth), radius))
 
 
+@torch.no_grad()
+def calibrate_bias(model: PickerNet, sampler: "_Sampler", config: TrainConfig, pi: float, device) -> float:
+    """Shift the bias of the model's last layer so that the mean predicted probability over
+    tiles drawn uniformly from the training micrographs is ``pi``; returns the shift."""
+    was_training = model.training
+    model.eval()
+    x, _ = sampler.batch(config.batch_tiles, config.tile, positive_fraction=0.0)
+    logits = model(x.to(device)).flatten()
+    lo, hi = -40.0, 40.0
+    for _ in range(60):  # bisection: the mean of sigmoid(logits + shift) grows with shift
+        mid = 0.5 * (lo + hi)
+        if float(torch.sigmoid(logits + mid).mean()) > pi:
+            hi = mid
+        else:
+            lo = mid
+    shift = 0.5 * (lo + hi)
+    model.classifier[-1].bias += shift
+    model.train(was_training)
+    return shift
+
+
 def _general_start(config: TrainConfig):
     """The general model this run starts from, or None (see ``TrainConfig.start``)."""
     if config.start != "general" or config.architecture is not None or not config.pooled:
@@ -778,6 +799,12 @@ def train(
     negative_radius = max(config.radius_px, config.particle_diameter_px / 4)
     labels = [label_map(it, config.radius_px, negative_radius) for it in train_items]
     sampler = _Sampler(train_items, labels, rf, config.tile, rng)
+    if init_state is None and _general_start(config) is not None:
+        # The general model was trained with every particle labelled and its own pi: shift
+        # its output so that its positive rate on this data is this run's pi, or the first
+        # steps of the new objective tear down what it knows (benchmarks/README.md).
+        shift = calibrate_bias(model, sampler, config, pi, device)
+        arch_reason += f", its output shifted by {shift:+.2f} to the positive rate pi"
     n_pos = sum(len(it.positives) for it in train_items)
     n_neg = sum(len(it.negatives) for it in train_items)
     start_msg = (

@@ -92,3 +92,24 @@ def test_an_unreadable_general_model_is_skipped_with_a_warning(tmp_path, caplog)
     assert "general model not used" in caplog.text
     start, reason = initial_model(_config(bad))
     assert "general" not in reason
+
+
+def test_the_general_models_output_is_shifted_to_the_runs_positive_rate(general_file):
+    from picker_gui.core.training import calibrate_bias
+
+    _, model = general_file
+    model.eval()
+    x = torch.from_numpy(np.random.default_rng(4).normal(size=(3, 1, 74 + 31, 74 + 31)).astype(np.float32))
+
+    class Tiles:  # the same tiles every time
+        def batch(self, n, tile, positive_fraction=0.5):
+            assert positive_fraction == 0.0  # drawn uniformly, not around labels
+            return x, None
+
+    cfg = _config("unused")
+    for pi in (0.002, 0.05):
+        shift = calibrate_bias(model, Tiles(), cfg, pi, "cpu")
+        with torch.no_grad():
+            assert abs(float(torch.sigmoid(model(x)).mean()) - pi) < 1e-5, (pi, shift)
+    first = next(train(_items(), _config(general_file[0])))
+    assert "output shifted by" in first.message
