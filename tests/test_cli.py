@@ -158,3 +158,31 @@ def test_pick_with_a_corrupt_model_is_one_line(tmp_path, capsys):
     assert main(["pick", str(bad), str(tmp_path / "a.mrc"), "--out", str(tmp_path / "p.star")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "m.pt: not a picker-gui model" in err[0]
+
+
+def test_the_general_model_picks_demo_micrographs_before_any_label(tmp_path, capsys):
+    """The shipped general model (resources/general_model) on micrographs it never saw."""
+    out = tmp_path / "demo"
+    assert main(["demo", str(out), "--n-micrographs", "2", "--seed", "11", "--size", "1024x1024"]) == 0
+    picks = tmp_path / "suggested.star"
+    assert main(["pick", "general", str(out / "micrographs"), "--diameter-a", "150", "--out", str(picks),
+                 "--device", "cpu", "--workers", "0"]) == 0
+    assert "general model" in capsys.readouterr().err
+    assert main(["evaluate", str(picks), str(out / "particles.star"), "--radius-px", "22"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["average_precision"] > 0.8, result
+    # A rerun resumes with the same model (written beside the progress folder).
+    assert main(["pick", "general", str(out / "micrographs"), "--diameter-a", "150", "--out", str(picks),
+                 "--device", "cpu", "--workers", "0"]) == 0
+    assert "picked by an earlier run" in capsys.readouterr().err
+
+
+def test_pick_general_needs_the_diameter_and_a_trained_model_refuses_it(tmp_path, capsys):
+    write_mrc(tmp_path / "a.mrc", RNG.normal(size=(64, 64)).astype(np.float32), voxel_size=2.0)
+    assert main(["pick", "general", str(tmp_path / "a.mrc"), "--out", str(tmp_path / "p.star")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--diameter-a" in err[0] and "general model" in err[0]
+    model = tmp_path / "m.pt"
+    model.write_bytes(b"\0" * 20)
+    assert main(["pick", str(model), str(tmp_path / "a.mrc"), "--diameter-a", "150", "--out", str(tmp_path / "p.star")]) == 2
+    assert "only with MODEL 'general'" in capsys.readouterr().err

@@ -27,8 +27,14 @@ The output is checked before any picking (its format, --box-size for .box, a fol
 per-micrograph formats, never one of the inputs); when no micrograph can be picked,
 nothing is written.
 
+MODEL may be the word 'general': the shipped general model picks before any label
+(zero-shot suggestions; --diameter-a needed, the pixel size from --pixel-size or the first
+micrograph's header). It is written beside the output's progress folder, so a rerun
+resumes with the same model.
+
 examples:
   picker-gui pick model.pt demo_data/micrographs --out picks.star
+  picker-gui pick general demo_data/micrographs --diameter-a 150 --out suggestions.star
   picker-gui pick model.pt mics/ --out boxes/ --format box --box-size 200 --threshold 0
   picker-gui pick model.pt 'Movies/*.mrc' --out picks.star --workers 8
   picker-gui pick model.pt Movies/ --out picks.star --slurm --queue gpu --gpus 1 --jobs 4 --watch
@@ -54,6 +60,7 @@ from picker_gui.commands._common import (
     relion_naming,
     report_failures,
 )
+from picker_gui.core.errors import UsageError
 from picker_gui.core.formats import WRITE_FORMATS
 from picker_gui.core.jobs import run_job
 from picker_gui.core.models import load_model
@@ -63,7 +70,8 @@ from picker_gui.core.training import check_device_name
 logger = logging.getLogger(__name__)
 
 def add_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", type=Path, metavar="MODEL", help="a model saved by 'picker-gui train'")
+    parser.add_argument("model", type=Path, metavar="MODEL",
+                        help="a model saved by 'picker-gui train', or 'general' for the shipped general model (no labels)")
     parser.add_argument("micrographs", nargs="+", metavar="MICROGRAPHS", help="MRC files, folders or glob patterns")
     parser.add_argument("--out", required=True, type=Path, metavar="FILE", help="output file (or folder for per-micrograph formats)")
     parser.add_argument("--format", choices=WRITE_FORMATS, help="output format (default: from the extension)")
@@ -71,12 +79,31 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--radius-px", type=positive_float, metavar="R", help="least distance between two picks (NMS radius), in original-micrograph pixels (default: the particle radius)")
     parser.add_argument("--box-size", type=positive_float, metavar="PX", help="box edge in pixels, needed for .box output")
     parser.add_argument("--pixel-size", type=positive_float, metavar="A", help="pixel size in Å (overrides the headers)")
+    parser.add_argument("--diameter-a", type=positive_float, metavar="D", help="particle diameter in Å (only with MODEL 'general')")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     parser.add_argument("--fresh", action="store_true", help="ignore the results of an earlier run and pick everything again")
     g = add_cluster_args(parser, "picking")
     g.add_argument("--watch", action="store_true", help="keep picking new micrographs as they appear, until Ctrl-C")
     g.add_argument("--watch-interval", type=positive_float, default=10.0, metavar="S", help="seconds between looks for new micrographs (default 10)")
     add_relion_naming_args(parser)
+
+
+def _general_model_file(args: argparse.Namespace, paths: list[Path], state: Path) -> Path:
+    """The general model for this particle and pixel size, saved where the workers read it."""
+    from picker_gui.core.general import general_for
+    from picker_gui.core.models import save_model
+    from picker_gui.core.mrc_io import read_header
+
+    if args.diameter_a is None:
+        raise UsageError("the general model needs the particle diameter in Å", option="--diameter-a")
+    pixel = args.pixel_size or read_header(paths[0]).pixel_size_a
+    if not pixel:
+        raise UsageError(f"{paths[0]}: no pixel size in the header; give the pixel size in Å", option="--pixel-size")
+    saved = general_for(args.diameter_a, pixel)
+    path = state.with_name(state.name + f".general-{saved.metadata['model_id']}.pt")
+    save_model(path, saved.model, saved.metadata)
+    logger.info("picking with the general model (no labels): %s", path)
+    return path
 
 
 def main(args: argparse.Namespace) -> int:
@@ -88,8 +115,12 @@ def main(args: argparse.Namespace) -> int:
                                   n_micrographs=None if args.watch else len(paths))
     naming = relion_naming(args, fmt)
     check_device_name(args.device)
-    load_model(args.model)  # a model that cannot be read is said now, not by every worker
     state = batch.state_folder(args.out)
+    if str(args.model) == "general" and not args.model.exists():
+        args.model = _general_model_file(args, paths, state)
+    elif args.diameter_a is not None:
+        raise UsageError("only with MODEL 'general': a trained model knows its particle size", option="--diameter-a")
+    load_model(args.model)  # a model that cannot be read is said now, not by every worker
     if args.fresh and state.exists():
         batch.remove_state(state)
     settings = batch.BatchSettings(args.threshold, args.radius_px, args.pixel_size)

@@ -9,8 +9,9 @@ crowding and junk). Because the picker downsamples every data set so that the pa
 can start them all. ``tools/build_general_model.py`` rebuilds it; how it was trained is in
 ``resources/general_model/README.md``.
 
-A missing or unreadable file is not an error: training then starts from fresh weights (as
-``start="scratch"`` does) and says so.
+A missing or unreadable file is not an error for training: it then starts from fresh
+weights (as ``start="scratch"`` does). :func:`general_for` makes it a model that picks a
+folder before any label (the window's "Suggest picks", ``picker-gui pick general``).
 """
 
 from __future__ import annotations
@@ -65,3 +66,57 @@ def general_fits(diameter_px: float, width: int, path: str | Path | None = None)
     if saved is None or int(saved.metadata["width"]) != int(width):
         return None
     return saved
+
+
+#: Entries of the general model's own metadata that describe how it was built, not how to
+#: pick a data set with it (they stay in the shipped file).
+_BUILD_ONLY = ("training_sets", "validation_labels", "validation_micrographs", "model_id", "format_version",
+               "picker_gui_version")
+
+
+def general_for(diameter_a: float, pixel_size_a: float, path: str | Path | None = None) -> SavedModel:
+    """The general model ready to pick micrographs of this particle and pixel size before any
+    label (zero-shot): its weights with the metadata a trained model carries (downsampling
+    from the diameter as training would choose it, GMM normalisation, the particle size,
+    scores averaged over the eight views).
+
+    Raises
+    ------
+    PickerError
+        No general model could be read, or the particle would be under
+        :data:`GENERAL_MIN_DIAMETER_PX` px across (the general model serves only larger ones).
+    """
+    import copy
+
+    from picker_gui.core.errors import PickerError
+    from picker_gui.core.models import model_id
+    from picker_gui.core.preprocess import auto_downsample_factor
+
+    p = Path(path) if path is not None else GENERAL_MODEL_PATH
+    saved = general_model(p)
+    if saved is None:
+        raise PickerError(f"{p}: no general model could be read there (rebuild it with tools/build_general_model.py)")
+    factor, reason = auto_downsample_factor(diameter_a, pixel_size_a)
+    d_px = diameter_a / (pixel_size_a * factor)
+    if d_px < GENERAL_MIN_DIAMETER_PX:
+        raise PickerError(f"a {diameter_a:g} Å particle is {diameter_a / pixel_size_a:.1f} px across at {pixel_size_a:g} Å/px; "
+                          f"the general model needs at least {GENERAL_MIN_DIAMETER_PX:g} px: label some particles and "
+                          f"train instead")
+    meta = {k: v for k, v in saved.metadata.items() if k not in _BUILD_ONLY}
+    meta.update(
+        zero_shot=True,
+        general_model_id=saved.metadata["model_id"],
+        downsample=float(factor),
+        downsampled_pixel_size_a=pixel_size_a * factor,
+        original_pixel_size_a=pixel_size_a,
+        normalization="gmm",
+        particle_diameter_a=float(diameter_a),
+        particle_diameter_px=d_px,
+        nms_radius_px=d_px / 2,
+        pick_augment=True,
+    )
+    out = SavedModel(copy.deepcopy(saved.model).eval(), meta)
+    out.metadata["model_id"] = model_id(out)
+    logger.info("general model %s for a %g Å particle at %g Å/px: %s", meta["general_model_id"], diameter_a,
+                pixel_size_a, reason)
+    return out

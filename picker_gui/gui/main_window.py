@@ -272,6 +272,9 @@ class MainWindow(QMainWindow):
         self.act_finetune = a("&Fine-tune", lambda: self.start_training(True), ["Ctrl+Shift+T"], None, "Train again from the current model: fast after correcting picks")
         self.act_stop = a("&Stop", self.stop_jobs, ["Esc"], None, "Stop training (keeping the best model so far) and picking (keeping the picks so far)")
         self.act_pick = a("&Pick all micrographs", lambda: self.picker.pick(), ["Ctrl+P"], None, "Pick every micrograph not picked yet with the current model")
+        self.act_suggest = a("S&uggest picks with the general model", lambda: self.picker.suggest_with_general(), [], None,
+                             "Pick every micrograph with the shipped general model, before any label: suggestions to "
+                             "check and accept as labels (uses the particle diameter of the Train panel)")
         self.act_load_model = a("&Load model…", self.load_model_dialog, [], None, "Pick with a model saved earlier (picker-gui train, or this window)")
         self.act_save_model = a("Save &model as…", self.save_model_dialog, [], None, "Save the current model to a file, to pick other data with it")
         self.act_export_picks = a("E&xport picks…", self.export_picks_dialog, ["Ctrl+Shift+E"], "export", "Write the picks at a threshold as RELION STAR, EMAN .box, Topaz, CSV… in original-micrograph pixels")
@@ -300,7 +303,7 @@ class MainWindow(QMainWindow):
         m = bar.addMenu("&Picker")
         m.addActions([self.act_train, self.act_finetune, self.act_stop])
         m.addSeparator()
-        m.addActions([self.act_pick, self.act_pick_other])
+        m.addActions([self.act_suggest, self.act_pick, self.act_pick_other])
         m.addSeparator()
         m.addActions([self.act_load_model, self.act_save_model])
         m.addSeparator()
@@ -747,6 +750,7 @@ class MainWindow(QMainWindow):
         self.act_finetune.setEnabled(not training and has_model)
         self.act_stop.setEnabled(training or picking)
         self.act_pick.setEnabled(has_model and not picking and not training)
+        self.act_suggest.setEnabled(not picking and not training)
         self.act_save_model.setEnabled(has_model)
         self.act_export_picks.setEnabled(bool(self.state.picks.keys()))
         self.act_pick_other.setEnabled(has_model and not training)

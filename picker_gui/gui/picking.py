@@ -162,6 +162,10 @@ class PickerController(QObject):
         if fine_tune and init is None:
             self.error.emit("Fine-tune", "There is no model to fine-tune yet: train one first.")
             return False
+        if init is not None and init.metadata.get("zero_shot"):
+            # Suggestions of the general model: a run starts from it anyway, with its output
+            # shifted to this data's positive rate first (TrainConfig.start).
+            init = None
         skipped = set(self.state.project.settings.skipped)
         paths = [p for k, p in self.paths.items() if k not in skipped]
         settings = self.train_settings(**panel)
@@ -309,6 +313,40 @@ class PickerController(QObject):
         self.state.project.settings.model_path = str(path)
         self.state.set_model(saved)
         self.message.emit(f"Model {Path(path).name} loaded; picking.")
+        self.pick()
+        return True
+
+    def suggest_with_general(self) -> bool:
+        """Pick with the shipped general model before any training (zero-shot suggestions):
+        it becomes the project's model, saved in its models folder, until one is trained."""
+        from picker_gui.core.errors import PickerError
+        from picker_gui.core.general import general_for
+        from picker_gui.core.models import save_model
+        from picker_gui.core.mrc_io import read_header
+
+        s = self.state.project.settings
+        if not self.paths:
+            self.error.emit("Suggest picks", "Open a folder of micrographs first.")
+            return False
+        first = next(iter(self.paths.values()))
+        try:
+            pixel = s.pixel_size_a or read_header(first).pixel_size_a
+            if not pixel:
+                raise PickerError(f"{first}: no pixel size in the header; set the pixel size of the project")
+            saved = general_for(s.diameter_a, pixel)
+        except (PickerError, OSError, ValueError) as exc:
+            self.error.emit("Suggest picks", str(exc))
+            return False
+        path = self.state.project.models_folder / f"general-{saved.metadata['model_id']}.pt"
+        try:
+            save_model(path, saved.model, saved.metadata)
+            s.model_path = str(path)
+        except OSError as exc:  # still usable in this window
+            self.message.emit(f"The general model could not be saved in the project ({exc.strerror or exc})")
+        self.stop_picking()
+        self.state.set_model(saved)
+        self.message.emit(f"Suggesting picks with the general model (no labels; {s.diameter_a:g} Å particle): "
+                          f"check them, accept the good ones as labels, then train.")
         self.pick()
         return True
 

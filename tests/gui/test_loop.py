@@ -176,3 +176,36 @@ def test_a_saved_model_can_be_loaded_and_picks(qtbot, blob_folder, tmp_path, mon
     qtbot.waitUntil(lambda: len(win.state.picks.keys()) == 3 and not win.picker.picking, timeout=GUARD_MS)
     assert np.isfinite(win.state.picks.scores()).all()
     win.close()
+
+
+def test_the_general_model_suggests_picks_before_any_label(qtbot, tmp_path):
+    from pathlib import Path
+
+    from picker_gui.core.synthetic import SyntheticConfig, generate_micrographs
+    from picker_gui.gui.main_window import MainWindow
+    from picker_gui.gui.opening import open_target
+
+    folder = tmp_path / "mics"
+    folder.mkdir()
+    truths = {}
+    for m in generate_micrographs(2, SyntheticConfig(shape=(768, 768)), seed=21):
+        write_mrc(folder / f"{m.name}.mrc", m.image, voxel_size=m.pixel_size_a)
+        truths[m.name] = m.particles
+    opened = open_target(folder, new_settings={"diameter_a": 150.0})
+    win = MainWindow(opened.project, opened.warnings, read_only=opened.read_only)
+    qtbot.addWidget(win)
+    win.show()
+    qtbot.waitUntil(lambda: win.current is not None and win.displayed == win.current, timeout=20_000)
+    assert win.state.model is None and win.act_pick.isEnabled() is False
+    menu_action(win, "Picker", "Suggest picks with the general model").trigger()
+    qtbot.waitUntil(lambda: len(win.state.picks.keys()) == 2 and not win.picker.picking, timeout=GUARD_MS)
+    assert win.state.model.metadata["zero_shot"] is True
+    assert Path(win.project.settings.model_path).parent == win.project.models_folder
+    assert len(win.canvas.pick_item.data) == win.state.pick_count(win.current) > 0
+    # The suggestions sit on particles: the best-scored ones, as many as there are particles,
+    # find most of them.
+    for key, truth in truths.items():
+        picks = win.state.picks.picks(key, -np.inf)  # highest score first
+        n = len(truth)
+        d = np.hypot(picks.x[:n, None] - truth.x[None], picks.y[:n, None] - truth.y[None])
+        assert (d.min(axis=0) < 22).mean() > 0.8, key
