@@ -143,6 +143,10 @@ class TrainConfig:
     #: its budget ends on small steps.
     lr_schedule: str = "cosine"
     weight_decay: float = 1e-5
+    #: Weight of a penalty on the squared distance of the weights from where the run
+    #: started (L2-SP: fine-tuning that stays near the general model's features); only for
+    #: a run that starts from given or general weights. 0: off.
+    anchor: float = 0.0
     #: Validate and keep an exponential moving average of the weights (this decay per
     #: step; None: the weights as they are). It averages out the noise of small,
     #: sparsely labelled minibatches.
@@ -817,6 +821,9 @@ def train(
     decoder = AutoencoderHead(config.width, config.particle_diameter_px, rf).to(device) if config.autoencoder > 0 else None
     params = list(model.parameters()) + (list(decoder.parameters()) if decoder is not None else [])
     optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
+    started_from_weights = init_state is not None or _general_start(config) is not None
+    anchor = ([(p, p.detach().clone()) for p in model.parameters()] if config.anchor > 0 and started_from_weights
+              else [])
     # The model validated and kept: the weights as trained, or their moving average.
     kept = model if not config.ema else copy.deepcopy(model)
     best_ap: float | None = None
@@ -851,6 +858,10 @@ def train(
                 features = model.trunk(x)
                 logits = model.classifier(features)[:, 0]
             loss, parts = objective.loss(logits, y.to(device))
+            if anchor:
+                drift = sum(((p - p0) ** 2).sum() for p, p0 in anchor)
+                loss = loss + config.anchor * drift
+                parts["anchor"] = float(drift.detach())
             if decoder is not None:
                 recon = decoder.loss(features, x)
                 loss = loss + config.autoencoder * recon

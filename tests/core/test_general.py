@@ -113,3 +113,18 @@ def test_the_general_models_output_is_shifted_to_the_runs_positive_rate(general_
             assert abs(float(torch.sigmoid(model(x)).mean()) - pi) < 1e-5, (pi, shift)
     first = next(train(_items(), _config(general_file[0])))
     assert "output shifted by" in first.message
+
+
+def test_an_anchor_keeps_fine_tuning_near_the_weights_it_started_from(general_file):
+    path, _ = general_file
+
+    def drift(anchor):
+        cfg = _config(path, anchor=anchor, max_steps=6, eval_every=6, learning_rate=1e-2)
+        start, _ = initial_model(cfg)
+        result = run_training(train(_items(), cfg))
+        # The classifier's bias is shifted before training (calibration): compare the rest.
+        return max(float((v - start.state_dict()[k]).abs().max()) for k, v in result.model.state_dict().items()
+                   if k.endswith("weight") and not k.startswith("classifier.2"))
+
+    free, held = drift(0.0), drift(1e4)
+    assert held < 0.2 * free, (held, free)
