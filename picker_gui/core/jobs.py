@@ -332,7 +332,7 @@ def train_config(settings: TrainSettings, diameter_px: float, init: SavedModel |
         architecture=architecture,
         width=width,
         autoencoder=settings.autoencoder,
-        max_steps=TrainConfig.max_steps if settings.max_steps is None else int(settings.max_steps),
+        max_steps=None if settings.max_steps is None else int(settings.max_steps),
         max_seconds=settings.max_minutes * 60,
         patience=settings.patience,
         seed=settings.seed,
@@ -540,6 +540,9 @@ def train_job(
                                                particle_diameter_px=config.particle_diameter_px)))
 
     hook = validated if (on_validation is not None or on_improved is not None) else None
+    from picker_gui.core.training import planned_steps
+
+    total_steps = planned_steps(config)
     gen = train(items, config, stop=stop, metadata=metadata, on_validation=hook, init_state=init_state)
     try:
         pending: list[str] | None = choices
@@ -553,7 +556,7 @@ def train_job(
             if pending is not None:
                 message = "; ".join([*pending, *([message] if message else [])])
                 pending = None
-            yield JobReport("train", report.step, config.max_steps, message=message, train=report)
+            yield JobReport("train", report.step, total_steps, message=message, train=report)
     finally:
         gen.close()
     return TrainJobResult(_identified(result), failures, result.stopped_by, warnings + result.warnings)

@@ -30,9 +30,13 @@ those on). Validation that only informs is then rationed to a tenth of the train
 (``validation_share``): scoring whole micrographs every 40 steps took most of a CPU's
 budget.
 
-Defaults come from ablations on four datasets (benchmarks/README.md): a pooled model of
-width 16 (several times the steps of a full-resolution one in the same time), a learning
-rate that decays along a cosine over the time budget, 2.5 minutes.
+Defaults come from ablations on four datasets (benchmarks/README.md): start from the
+shipped general model where it fits (:mod:`picker_gui.core.general`; its output shifted to
+the run's pi first) and train 600 steps, since from there the test AP peaks within a few
+hundred steps on sparse labels and then falls; from fresh weights, a pooled model of width
+16 (several times the steps of a full-resolution one in the same time) for up to 3000
+steps; a learning rate that decays along a cosine over the budget (steps or 2.5 minutes,
+whichever comes first); picks averaged over the eight views of each micrograph.
 """
 
 from __future__ import annotations
@@ -129,7 +133,7 @@ class TrainConfig:
     #: "general": start from the shipped general model (:mod:`picker_gui.core.general`)
     #: when it fits (pooled regime, same width, no architecture asked for); "scratch":
     #: fresh weights. A run that fine-tunes a given model (``init_state``) ignores this.
-    start: str = "scratch"
+    start: str = "general"
     #: Another general model file than the shipped one (tests, the build script).
     general_model_path: str | None = None
     slack: float = 1.0
@@ -151,7 +155,9 @@ class TrainConfig:
     #: step; None: the weights as they are). It averages out the noise of small,
     #: sparsely labelled minibatches.
     ema: float | None = None
-    max_steps: int = 3000
+    #: At most this many steps; None: :data:`GENERAL_STEPS` when the run starts from the
+    #: general model, :data:`SCRATCH_STEPS` from fresh weights (see :func:`planned_steps`).
+    max_steps: int | None = None
     max_seconds: float = 150.0
     eval_every: int = 40
     #: When validation only informs (``selection="last"``, no ``patience``), it may take
@@ -644,6 +650,21 @@ def calibrate_bias(model: PickerNet, sampler: "_Sampler", config: TrainConfig, p
     return shift
 
 
+#: Steps of a run from the general model: its test AP peaks after a few hundred steps on
+#: 200 sparse labels and then falls as it learns the labelled particles alone (betagal,
+#: aspire-small); 600 steps are about a minute on 2 CPU cores (benchmarks/README.md).
+GENERAL_STEPS = 600
+#: Steps of a run from fresh weights (the time cap usually comes first on a CPU).
+SCRATCH_STEPS = 3000
+
+
+def planned_steps(config: TrainConfig) -> int:
+    """The step budget of a run: ``config.max_steps``, or the default for its start."""
+    if config.max_steps is not None:
+        return int(config.max_steps)
+    return GENERAL_STEPS if _general_start(config) is not None else SCRATCH_STEPS
+
+
 def _general_start(config: TrainConfig):
     """The general model this run starts from, or None (see ``TrainConfig.start``)."""
     if config.start != "general" or config.architecture is not None or not config.pooled:
@@ -833,6 +854,7 @@ def train(
     since_best = 0
     history: list[TrainReport] = []
     stopped_by = "max_steps"
+    max_steps = planned_steps(config)
     message: str | None = "; ".join([*warnings, start_msg])
     step = done = best_step = 0
     excluded = 0.0
@@ -840,13 +862,13 @@ def train(
     # Validation that decides nothing (no early stop, the last model kept) is rationed.
     rationed = bool(config.validation_share) and config.selection == "last" and config.patience is None
     try:
-        for step in range(1, config.max_steps + 1):
+        for step in range(1, max_steps + 1):
             if should_stop():
                 stopped_by = "cancelled"
                 break
             model.train()
             if config.lr_schedule == "cosine":
-                progress = max(step / config.max_steps, (time.perf_counter() - t0 - excluded) / config.max_seconds)
+                progress = max(step / max_steps, (time.perf_counter() - t0 - excluded) / config.max_seconds)
                 factor = 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
                 for group in optimizer.param_groups:
                     group["lr"] = config.learning_rate * factor
@@ -879,7 +901,7 @@ def train(
             due = step % config.eval_every == 0
             if due and rationed and validation_time > config.validation_share * elapsed:
                 due = False  # postponed: validation has had its share of the time
-            if due or out_of_time or step == config.max_steps:
+            if due or out_of_time or step == max_steps:
                 t_val = time.perf_counter()
                 val_ap = _validation_ap(kept, vset, device, config)
                 validation_time += time.perf_counter() - t_val

@@ -42,7 +42,7 @@ def _window(qtbot, folder):
     win.resize(1300, 850)
     win.show()
     qtbot.waitUntil(lambda: win.current is not None and win.displayed == win.current, timeout=20_000)
-    win.picker.train_overrides = {"max_steps": 40, "max_minutes": 1000.0, "seed": 0}
+    win.picker.train_overrides = {"max_steps": 80, "max_minutes": 1000.0, "seed": 0}
     return win
 
 
