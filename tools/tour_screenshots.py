@@ -1,4 +1,5 @@
-"""Screenshots of the picker's loop for the README: training in progress (plots and the picks
+"""Screenshots of the picker's loop for the README: the general model's suggestions before
+any training, training in progress (plots and the picks
 of the model being trained), the picks at two thresholds with the gallery, the export dialog,
 and the consensus of our picks and the built-in picker.
 
@@ -68,6 +69,11 @@ def main() -> int:
         print("saved", out / name)
 
     wait(lambda: win.current is not None and win.displayed == win.current)
+    # Suggestions of the general model before any training.
+    win.picker.suggest_with_general()
+    wait(lambda: not win.picker.picking and len(win.state.picks.keys()) == len(win.paths))
+    win.dock_raise("Picks")
+    shot(win, "suggestions.png")
     win.train_panel.set_settings(180.0, "ge-binomial", 1.8)
     win._on_train_settings_changed()
     win.start_training()
