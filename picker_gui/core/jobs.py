@@ -542,7 +542,7 @@ def train_job(
     hook = validated if (on_validation is not None or on_improved is not None) else None
     from picker_gui.core.training import planned_steps
 
-    total_steps = planned_steps(config)
+    total_steps = planned_steps(config, init_state is not None)
     gen = train(items, config, stop=stop, metadata=metadata, on_validation=hook, init_state=init_state)
     try:
         pending: list[str] | None = choices

@@ -650,7 +650,7 @@ def calibrate_bias(model: PickerNet, sampler: "_Sampler", config: TrainConfig, p
     return shift
 
 
-#: Steps of a run from the general model: its test AP peaks after a few hundred steps on
+#: Steps of a run from the general model (or fine-tuning a trained one): its test AP peaks after a few hundred steps on
 #: 200 sparse labels and then falls as it learns the labelled particles alone (betagal,
 #: aspire-small); 600 steps are about a minute on 2 CPU cores (benchmarks/README.md).
 GENERAL_STEPS = 600
@@ -658,11 +658,12 @@ GENERAL_STEPS = 600
 SCRATCH_STEPS = 3000
 
 
-def planned_steps(config: TrainConfig) -> int:
-    """The step budget of a run: ``config.max_steps``, or the default for its start."""
+def planned_steps(config: TrainConfig, fine_tuning: bool = False) -> int:
+    """The step budget of a run: ``config.max_steps``, or the default for its start
+    (:data:`GENERAL_STEPS` from the general model or, ``fine_tuning``, from given weights)."""
     if config.max_steps is not None:
         return int(config.max_steps)
-    return GENERAL_STEPS if _general_start(config) is not None else SCRATCH_STEPS
+    return GENERAL_STEPS if fine_tuning or _general_start(config) is not None else SCRATCH_STEPS
 
 
 def _general_start(config: TrainConfig):
@@ -854,7 +855,7 @@ def train(
     since_best = 0
     history: list[TrainReport] = []
     stopped_by = "max_steps"
-    max_steps = planned_steps(config)
+    max_steps = planned_steps(config, init_state is not None)
     message: str | None = "; ".join([*warnings, start_msg])
     step = done = best_step = 0
     excluded = 0.0

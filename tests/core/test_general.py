@@ -128,3 +128,14 @@ def test_an_anchor_keeps_fine_tuning_near_the_weights_it_started_from(general_fi
 
     free, held = drift(0.0), drift(1e4)
     assert held < 0.2 * free, (held, free)
+
+
+def test_the_step_budget_follows_the_start(general_file):
+    from picker_gui.core.training import GENERAL_STEPS, SCRATCH_STEPS, planned_steps
+
+    path, _ = general_file
+    assert planned_steps(_config(path, max_steps=None)) == GENERAL_STEPS
+    assert planned_steps(_config(path, max_steps=None, start="scratch")) == SCRATCH_STEPS
+    assert planned_steps(_config(path, max_steps=None, start="scratch"), fine_tuning=True) == GENERAL_STEPS
+    assert planned_steps(_config(path, max_steps=77)) == 77
+    assert GENERAL_STEPS < SCRATCH_STEPS
