@@ -76,10 +76,15 @@ def main() -> int:
     shot(win, "suggestions.png")
     win.train_panel.set_settings(180.0, "ge-binomial", 1.8)
     win._on_train_settings_changed()
+    # A longer run than the default 600 steps, so that the picture shows training under way.
+    win.picker.train_overrides = {"max_steps": 3000}
     win.start_training()
-    wait(lambda: win.state.picks.model_id == "preview" and win.current in win.state.picks and len(win.train_panel.best() or ()) > 0)
+    wait(lambda: (win.state.picks.model_id == "preview" and win.current in win.state.picks
+                  and len(win.train_panel.best() or ()) > 0) or not win.picker.training, 600)
+    print("training:", win.picker.training, "picks of", win.state.picks.model_id)
     settle(8)
     shot(win, "training.png")
+    win.picker.train_overrides = {}
     wait(lambda: win.state.model is not None and not win.picker.picking and len(win.state.picks.keys()) == len(win.paths))
     win.dock_raise("Picks")
     for threshold, name in ((-2.0, "picks-low-threshold.png"), (1.0, "picks-high-threshold.png")):

@@ -212,9 +212,12 @@ class PickerController(QObject):
     def _on_preview(self, key: str, table, kept) -> None:
         """Picks of the model being trained: shown, never saved; the trained model's replace them."""
         picks = self.state.picks
-        if picks.model_id not in (None, PREVIEW) or not self.training:
+        # A trained model's picks stay until the new one is done; the general model's
+        # suggestions give way at once.
+        suggestions = self.state.model is not None and self.state.model.metadata.get("zero_shot")
+        if (picks.model_id not in (None, PREVIEW) and not suggestions) or not self.training:
             return
-        if picks.model_id is None:
+        if picks.model_id != PREVIEW:
             picks.clear()  # picks of an earlier model go: these are the new one's
         picks.model_id = PREVIEW
         if not picks.min_distance_px:

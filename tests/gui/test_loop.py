@@ -209,3 +209,16 @@ def test_the_general_model_suggests_picks_before_any_label(qtbot, tmp_path):
         n = len(truth)
         d = np.hypot(picks.x[:n, None] - truth.x[None], picks.y[:n, None] - truth.y[None])
         assert (d.min(axis=0) < 22).mean() > 0.8, key
+    # Label a few of the suggestions and train: the run starts from the general model and
+    # its picks replace the suggestions.
+    for key, truth in truths.items():
+        for x, y in zip(truth.x[:8], truth.y[:8]):
+            win.store.add(win.paths[key].name, float(x), float(y))
+    win.picker.train_overrides = {"max_steps": 20, "max_minutes": 1000.0, "seed": 0}
+    suggested = win.state.model.metadata["model_id"]
+    menu_action(win, "Picker", "Train").trigger()
+    qtbot.waitUntil(lambda: not win.picker.training and win.state.model.metadata["model_id"] != suggested
+                    and len(win.state.picks.keys()) == 2 and not win.picker.picking, timeout=GUARD_MS)
+    assert not win.state.model.metadata.get("zero_shot")
+    assert win.state.model.metadata["started_from"].startswith("general model")
+    assert win.state.picks.model_id == win.state.model.metadata["model_id"]
