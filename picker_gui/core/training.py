@@ -675,12 +675,11 @@ def _general_start(config: TrainConfig):
     return general_fits(config.particle_diameter_px, config.width, config.general_model_path)
 
 
-def choose_model(config: TrainConfig) -> tuple[str, str]:
-    """The architecture a run uses, and why (as asked, the general model's, or from the
-    particle diameter)."""
+def choose_model(config: TrainConfig, general=None) -> tuple[str, str]:
+    """The architecture a run uses, and why (as asked, that of ``general``, the general
+    model the run starts from, or from the particle diameter)."""
     if config.architecture is not None:
         return config.architecture, "as asked"
-    general = _general_start(config)
     if general is not None:
         return general.model.architecture, "the general model's"
     pooled = config.pooled and config.particle_diameter_px >= POOLED_MIN_DIAMETER_PX
@@ -697,10 +696,17 @@ def initial_model(config: TrainConfig, init_state: dict[str, torch.Tensor] | Non
         When ``init_state`` does not fit the architecture and width of ``config`` (the
         caller takes them from the model it fine-tunes).
     """
-    arch, reason = choose_model(config)
+    model, reason, _ = _starting_model(config, init_state)
+    return model, reason
+
+
+def _starting_model(config: TrainConfig, init_state: dict[str, torch.Tensor] | None):
+    """:func:`initial_model`, and the general model it started from (None if it did not)."""
+    general = _general_start(config) if init_state is None else None
+    arch, reason = choose_model(config, general)
     torch.manual_seed(config.seed)
     model = PickerNet(arch, config.width)
-    if init_state is None and (general := _general_start(config)) is not None:
+    if general is not None:
         model.load_state_dict(general.model.state_dict())
         reason += f", starting from the general model {general.metadata['model_id']}"
     elif init_state is not None:
@@ -710,7 +716,7 @@ def initial_model(config: TrainConfig, init_state: dict[str, torch.Tensor] | Non
             raise ValueError(f"the starting weights do not fit the {arch} architecture of width {config.width}; "
                              f"give the architecture and width of the model they come from") from None
         reason += ", starting from the given weights"
-    return model, reason
+    return model, reason, general
 
 
 def _result_metadata(config: TrainConfig, items: Sequence[LabeledMicrograph], objective: str, pi: float | None, *,
@@ -808,7 +814,7 @@ def train(
         logger.warning("%s", warning)
         warnings.append(warning)
 
-    model, arch_reason = initial_model(config, init_state)
+    model, arch_reason, general = _starting_model(config, init_state)
     arch = model.architecture
     model = model.to(device)
     rf = model.receptive_field
@@ -825,7 +831,7 @@ def train(
     negative_radius = max(config.radius_px, config.particle_diameter_px / 4)
     labels = [label_map(it, config.radius_px, negative_radius) for it in train_items]
     sampler = _Sampler(train_items, labels, rf, config.tile, rng)
-    if init_state is None and _general_start(config) is not None:
+    if general is not None:
         # The general model was trained with every particle labelled and its own pi: shift
         # its output so that its positive rate on this data is this run's pi, or the first
         # steps of the new objective tear down what it knows (benchmarks/README.md).
@@ -843,7 +849,7 @@ def train(
     decoder = AutoencoderHead(config.width, config.particle_diameter_px, rf).to(device) if config.autoencoder > 0 else None
     params = list(model.parameters()) + (list(decoder.parameters()) if decoder is not None else [])
     optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
-    started_from_weights = init_state is not None or _general_start(config) is not None
+    started_from_weights = init_state is not None or general is not None
     anchor = ([(p, p.detach().clone()) for p in model.parameters()] if config.anchor > 0 and started_from_weights
               else [])
     # The model validated and kept: the weights as trained, or their moving average.
@@ -855,7 +861,7 @@ def train(
     since_best = 0
     history: list[TrainReport] = []
     stopped_by = "max_steps"
-    max_steps = planned_steps(config, init_state is not None)
+    max_steps = planned_steps(config, fine_tuning=started_from_weights)
     message: str | None = "; ".join([*warnings, start_msg])
     step = done = best_step = 0
     excluded = 0.0
@@ -959,7 +965,7 @@ def train(
 
     meta = _result_metadata(config, items, objective.name, pi, best_ap=best_ap, best_step=best_step, steps=done,
                             stopped_by=stopped_by, metadata=metadata)
-    if init_state is None and (general := _general_start(config)) is not None:
+    if general is not None:
         meta["started_from"] = f"general model {general.metadata['model_id']}"
     # What the model never trained on: a fair recall estimate for the window's threshold.
     if not vset.held_out:
