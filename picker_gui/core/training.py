@@ -155,10 +155,6 @@ class TrainConfig:
     #: step; None: the weights as they are). It averages out the noise of small,
     #: sparsely labelled minibatches.
     ema: float | None = None
-    #: Weight-space ensembling (WiSE-FT) for a run that starts from given or general
-    #: weights: the kept weights become ``interpolate * trained + (1 - interpolate) *
-    #: start`` (the start after its bias shift). None: the trained weights.
-    interpolate: float | None = None
     #: At most this many steps; None: :data:`GENERAL_STEPS` when the run starts from the
     #: general model, :data:`SCRATCH_STEPS` from fresh weights (see :func:`planned_steps`).
     max_steps: int | None = None
@@ -856,9 +852,6 @@ def train(
     started_from_weights = init_state is not None or general is not None
     anchor = ([(p, p.detach().clone()) for p in model.parameters()] if config.anchor > 0 and started_from_weights
               else [])
-    # WiSE-FT: where the run started, to move the kept weights back toward it at the end.
-    start_state = ({k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-                   if config.interpolate is not None and started_from_weights else None)
     # The model validated and kept: the weights as trained, or their moving average.
     kept = model if not config.ema else copy.deepcopy(model)
     best_ap: float | None = None
@@ -969,10 +962,6 @@ def train(
             best_step, best_ap, best_state = checkpoints[-1]
         model.load_state_dict(best_state)
         model.cpu().eval()
-    if start_state is not None and done > 0:
-        model.load_state_dict(interpolate_weights(start_state, model.state_dict(), config.interpolate))
-        best_ap = _validation_ap(model.to(device), vset, device, config)
-        model.cpu().eval()
 
     meta = _result_metadata(config, items, objective.name, pi, best_ap=best_ap, best_step=best_step, steps=done,
                             stopped_by=stopped_by, metadata=metadata)
@@ -1002,16 +991,6 @@ def train(
         logger.warning("%s", text)
         warnings.append(text)
     return TrainResult(model, meta, history, stopped_by, warnings)
-
-
-def interpolate_weights(start: dict[str, torch.Tensor], trained: dict[str, torch.Tensor],
-                        alpha: float) -> dict[str, torch.Tensor]:
-    """``alpha * trained + (1 - alpha) * start`` for every floating-point entry of two
-    state dicts of one architecture (integer buffers: ``trained``'s). Weight-space
-    ensembling of a fine-tuned model with its start (WiSE-FT, Wortsman et al., CVPR 2022):
-    it keeps what the start knew about particles the sparse labels never show."""
-    return {k: (alpha * v + (1 - alpha) * start[k].to(v.dtype)) if v.dtype.is_floating_point else v.clone()
-            for k, v in trained.items()}
 
 
 @torch.no_grad()
