@@ -304,8 +304,25 @@ def main() -> None:
                     help="score the stored runs of --tag again (consensus.npz) instead of training")
     ap.add_argument("--fresh-inputs", action="store_true",
                     help="train our picker again even when its picks for this dataset and seed are on disk")
+    ap.add_argument("--net-set", action="append", default=[], metavar="NAME=VALUE",
+                    help="override a ConsensusConfig field of the network (ablation), e.g. filters=8,64")
     ap.add_argument("--out", default="bench_out/consensus")
     args = ap.parse_args()
+    if args.net_set:  # the job builds its ConsensusConfig from the settings: override its defaults
+        import dataclasses
+
+        from picker_gui.core import consensus_net
+
+        base = consensus_net.ConsensusConfig
+        fields = {f.name: f for f in dataclasses.fields(base)}
+        overrides = {}
+        for pair in args.net_set:
+            name, _, value = pair.partition("=")
+            if name not in fields:
+                ap.error(f"--net-set: ConsensusConfig has no field {name!r}")
+            overrides[name] = tuple(int(v) for v in value.split(",")) if "," in value else type(fields[name].default)(value)
+        consensus_net.ConsensusConfig = lambda **kw: base(**{**kw, **overrides})
+        logger.info("network overrides: %s", overrides)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     import torch
 

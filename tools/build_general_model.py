@@ -23,7 +23,7 @@ Usage (from the repository root)::
 
 Both steps are seeded; the training is capped by time, so a rebuild on another machine
 trains a different number of steps (the README beside the model gives the figures of the
-shipped one).
+shipped one), unless ``--steps N`` fixes the count (with ``--minutes`` large enough).
 """
 
 from __future__ import annotations
@@ -124,6 +124,8 @@ def main() -> None:
     ap.add_argument("--per-set", type=int, default=4, help="micrographs per set of our generator")
     ap.add_argument("--work", type=Path, default=ROOT / "bench_out" / "data" / "general")
     ap.add_argument("--minutes", type=float, default=12.0)
+    ap.add_argument("--steps", type=int, default=None,
+                    help="stop after this many steps (the same model on any machine; --minutes still caps the time)")
     ap.add_argument("--width", type=int, default=16)
     ap.add_argument("--architecture", default="pool74")
     ap.add_argument("--no-aspire", action="store_true", help="our generator only (an ablation)")
@@ -152,7 +154,7 @@ def main() -> None:
     d_px = [s["diameter_px"] for s in specs]
     config = TrainConfig(
         particle_diameter_px=float(np.median(d_px)), objective="pn", pi=0.25, architecture=args.architecture,
-        width=args.width, max_seconds=args.minutes * 60, max_steps=10**7, eval_every=1000,
+        width=args.width, max_seconds=args.minutes * 60, max_steps=args.steps or 10**7, eval_every=1000,
         validation_fraction=0.05, seed=args.seed, device="auto",
     )
     result = run_training(train(items, config))

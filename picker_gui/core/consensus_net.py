@@ -9,7 +9,7 @@ stride 2 after blocks 1-3), average pooling, a dense layer of 512, dropout 0.5 a
 logit; filters 2-16 below 1,500 positives, 4-32 up to 20,000 and 8-64 above. Balanced
 minibatches (half positive), flips, 90-degree and +-10-degree rotations, Adam with L2 1e-5, 10 % held
 out; the learning rate drops tenfold after ``lr_patience`` checks without a gain in
-validation accuracy (to at most a thousandth), training stops after ``stop_patience``
+validation accuracy (balanced: the mean of the accuracies on AND and on NEG; to at most a thousandth), training stops after ``stop_patience``
 such checks, at ``stop_accuracy``, at ``max_epochs`` passes over the larger class (at least
 ``min_steps`` minibatches) or at the time budget. An ensemble of ``ensemble`` networks, each from its own seed and its own
 held-out split, scores by the mean probability.
@@ -54,6 +54,8 @@ class ConsensusConfig:
     #: dozen minibatches: too few to learn from, as the demo data showed).
     min_steps: int = 300
     max_seconds: float = 300.0  # for the whole ensemble
+    #: (first, last) filter counts; None: by the number of positives, as the paper (filters_for)
+    filters: tuple[int, int] | None = None
     seed: int = 0
     device: str = "auto"
 
@@ -217,7 +219,7 @@ def train_consensus(
     if warning:
         logger.warning("%s", warning)
     t0 = time.perf_counter()
-    filters = filters_for(len(positives))
+    filters = tuple(config.filters) if config.filters else filters_for(len(positives))
     nets: list[ConsensusNet] = []
     accuracies: list[float] = []
     stopped: list[str] = []
@@ -308,9 +310,15 @@ def _split(n: int, fraction: float, rng: np.random.Generator) -> tuple[np.ndarra
 
 @torch.no_grad()
 def _accuracy(net: ConsensusNet, x: torch.Tensor, y: np.ndarray, device) -> float:
+    """Balanced accuracy: the mean of the accuracies on the positives and on the negatives.
+    NEG outnumbers AND several times, so plain accuracy passes ``stop_accuracy`` while the
+    network still misses many particles."""
     net.eval()
     out = []
-    for start in range(0, len(x), 512):
-        out.append(net(x[start:start + 512].to(device)).cpu().numpy())
+    with torch.no_grad():
+        for start in range(0, len(x), 512):
+            out.append(net(x[start:start + 512].to(device)).cpu().numpy())
     pred = np.concatenate(out) > 0
-    return float((pred == (y > 0.5)).mean())
+    truth = y > 0.5
+    per_class = [float((pred[truth == c] == c).mean()) for c in (True, False) if (truth == c).any()]
+    return float(np.mean(per_class))

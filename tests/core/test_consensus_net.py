@@ -122,3 +122,39 @@ def test_cancel_ends_at_once_with_what_was_trained():
 def test_too_few_crops_is_a_clear_message():
     with pytest.raises(UsageError, match="1 AND and 5 NEG"):
         next(train_consensus(np.zeros((1, 16, 16), np.float32), np.zeros((5, 16, 16), np.float32)))
+
+
+class _Constant(torch.nn.Module):
+    """A 'network' that says the same for every crop."""
+
+    def __init__(self, logit: float) -> None:
+        super().__init__()
+        self.logit = logit
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.full((len(x),), self.logit)
+
+
+def test_validation_accuracy_is_balanced_between_and_and_neg():
+    # NEG outnumbers AND nine to one: a network that calls everything background is right on
+    # 90 % of the crops, but has learnt nothing; the stopping criterion must see 0.5.
+    from picker_gui.core.consensus_net import _accuracy
+
+    x = torch.zeros((100, 1, 8, 8))
+    y = np.r_[np.ones(10), np.zeros(90)]
+    assert _accuracy(_Constant(-1.0), x, y, "cpu") == pytest.approx(0.5)
+    assert _accuracy(_Constant(+1.0), x, y, "cpu") == pytest.approx(0.5)
+
+
+def test_filters_can_be_set():
+    rng = np.random.default_rng(0)
+    pos, neg = _toy(40, rng, True), _toy(40, rng, False)
+    config = ConsensusConfig(input_px=16, ensemble=1, min_steps=2, max_epochs=0.01, filters=(4, 8), device="cpu")
+    gen = train_consensus(pos, neg, config)
+    while True:
+        try:
+            next(gen)
+        except StopIteration as end:
+            model = end.value
+            break
+    assert model.nets[0].filters == (4, 8)
