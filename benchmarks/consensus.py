@@ -320,7 +320,13 @@ def main() -> None:
             name, _, value = pair.partition("=")
             if name not in fields:
                 ap.error(f"--net-set: ConsensusConfig has no field {name!r}")
-            overrides[name] = tuple(int(v) for v in value.split(",")) if "," in value else type(fields[name].default)(value)
+            default = fields[name].default
+            if "," in value:
+                overrides[name] = tuple(int(v) for v in value.split(","))
+            elif isinstance(default, bool):
+                overrides[name] = value.lower() in ("1", "true", "yes")
+            else:
+                overrides[name] = type(default)(value)
         consensus_net.ConsensusConfig = lambda **kw: base(**{**kw, **overrides})
         logger.info("network overrides: %s", overrides)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")

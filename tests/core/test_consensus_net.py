@@ -135,15 +135,17 @@ class _Constant(torch.nn.Module):
         return torch.full((len(x),), self.logit)
 
 
-def test_validation_accuracy_is_balanced_between_and_and_neg():
+def test_balanced_validation_accuracy_sees_through_the_class_imbalance():
     # NEG outnumbers AND nine to one: a network that calls everything background is right on
-    # 90 % of the crops, but has learnt nothing; the stopping criterion must see 0.5.
+    # 90 % of the crops (plain accuracy), but has learnt nothing (balanced accuracy 0.5).
     from picker_gui.core.consensus_net import _accuracy
 
     x = torch.zeros((100, 1, 8, 8))
     y = np.r_[np.ones(10), np.zeros(90)]
-    assert _accuracy(_Constant(-1.0), x, y, "cpu") == pytest.approx(0.5)
-    assert _accuracy(_Constant(+1.0), x, y, "cpu") == pytest.approx(0.5)
+    assert _accuracy(_Constant(-1.0), x, y, "cpu") == pytest.approx(0.9)
+    assert _accuracy(_Constant(+1.0), x, y, "cpu") == pytest.approx(0.1)
+    assert _accuracy(_Constant(-1.0), x, y, "cpu", balanced=True) == pytest.approx(0.5)
+    assert _accuracy(_Constant(+1.0), x, y, "cpu", balanced=True) == pytest.approx(0.5)
 
 
 def test_filters_can_be_set():
