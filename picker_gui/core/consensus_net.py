@@ -319,9 +319,8 @@ def _accuracy(net: ConsensusNet, x: torch.Tensor, y: np.ndarray, device, balance
     the positives and on the negatives (NEG outnumbers AND several times)."""
     net.eval()
     out = []
-    with torch.no_grad():
-        for start in range(0, len(x), 512):
-            out.append(net(x[start:start + 512].to(device)).cpu().numpy())
+    for start in range(0, len(x), 512):
+        out.append(net(x[start:start + 512].to(device)).cpu().numpy())
     pred = np.concatenate(out) > 0
     truth = y > 0.5
     if not balanced:
