@@ -305,31 +305,17 @@ def main() -> None:
     ap.add_argument("--fresh-inputs", action="store_true",
                     help="train our picker again even when its picks for this dataset and seed are on disk")
     ap.add_argument("--net-set", action="append", default=[], metavar="NAME=VALUE",
-                    help="override a ConsensusConfig field of the network (ablation), e.g. filters=8,64")
+                    help="override a ConsensusConfig field of the network (ablation), e.g. filters=[8,64] or balanced_validation=true")
     ap.add_argument("--out", default="bench_out/consensus")
     args = ap.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     if args.net_set:  # the job builds its ConsensusConfig from the settings: override its defaults
-        import dataclasses
-
         from picker_gui.core import consensus_net
 
         base = consensus_net.ConsensusConfig
-        fields = {f.name: f for f in dataclasses.fields(base)}
-        overrides = {}
-        for pair in args.net_set:
-            name, _, value = pair.partition("=")
-            if name not in fields:
-                ap.error(f"--net-set: ConsensusConfig has no field {name!r}")
-            default = fields[name].default
-            if "," in value:
-                overrides[name] = tuple(int(v) for v in value.split(","))
-            elif isinstance(default, bool):
-                overrides[name] = value.lower() in ("1", "true", "yes")
-            else:
-                overrides[name] = type(default)(value)
+        overrides = vs_topaz.parse_overrides(args.net_set, base, "--net-set")
         consensus_net.ConsensusConfig = lambda **kw: base(**{**kw, **overrides})
         logger.info("network overrides: %s", overrides)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     import torch
 
     torch.set_num_threads(2)

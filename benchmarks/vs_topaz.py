@@ -443,19 +443,21 @@ def topaz_result(dataset: str, seed: int, data: dict, labels: CoordinateTable, p
 
 
 # -- one comparison ----------------------------------------------------------------------
-def parse_overrides(pairs: list[str]) -> dict:
-    """``NAME=VALUE`` pairs for TrainConfig fields, each VALUE as JSON when it parses
-    (numbers, true/false, null), else as a string."""
+def parse_overrides(pairs: list[str], config_class=None, option: str = "--set") -> dict:
+    """``NAME=VALUE`` pairs for fields of ``config_class`` (default TrainConfig), each VALUE
+    as JSON when it parses (numbers, true/false, null, [lists]), else as a string."""
     import dataclasses
 
-    from picker_gui.core.training import TrainConfig
+    if config_class is None:
+        from picker_gui.core.training import TrainConfig as config_class
 
-    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    names = {f.name for f in dataclasses.fields(config_class)}
     out = {}
     for pair in pairs:
         name, _, value = pair.partition("=")
         if name not in names:
-            raise SystemExit(f"--set {pair}: TrainConfig has no field {name!r} (fields: {', '.join(sorted(names))})")
+            raise SystemExit(f"{option} {pair}: {config_class.__name__} has no field {name!r} "
+                             f"(fields: {', '.join(sorted(names))})")
         try:
             out[name] = json.loads(value)
         except json.JSONDecodeError:

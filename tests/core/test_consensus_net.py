@@ -16,6 +16,7 @@ from picker_gui.core.consensus_net import (
     train_consensus,
 )
 from picker_gui.core.errors import UsageError
+from picker_gui.core.jobs import run_job
 
 
 def _toy(n: int, rng: np.random.Generator, particle: bool, px: int = 16) -> np.ndarray:
@@ -152,11 +153,5 @@ def test_filters_can_be_set():
     rng = np.random.default_rng(0)
     pos, neg = _toy(40, rng, True), _toy(40, rng, False)
     config = ConsensusConfig(input_px=16, ensemble=1, min_steps=2, max_epochs=0.01, filters=(4, 8), device="cpu")
-    gen = train_consensus(pos, neg, config)
-    while True:
-        try:
-            next(gen)
-        except StopIteration as end:
-            model = end.value
-            break
+    model = run_job(train_consensus(pos, neg, config))
     assert model.nets[0].filters == (4, 8)
