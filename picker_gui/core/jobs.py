@@ -540,9 +540,6 @@ def train_job(
                                                particle_diameter_px=config.particle_diameter_px)))
 
     hook = validated if (on_validation is not None or on_improved is not None) else None
-    from picker_gui.core.training import planned_steps
-
-    total_steps = planned_steps(config, init_state is not None)
     gen = train(items, config, stop=stop, metadata=metadata, on_validation=hook, init_state=init_state)
     try:
         pending: list[str] | None = choices
@@ -556,7 +553,7 @@ def train_job(
             if pending is not None:
                 message = "; ".join([*pending, *([message] if message else [])])
                 pending = None
-            yield JobReport("train", report.step, total_steps, message=message, train=report)
+            yield JobReport("train", report.step, report.total_steps, message=message, train=report)
     finally:
         gen.close()
     return TrainJobResult(_identified(result), failures, result.stopped_by, warnings + result.warnings)

@@ -205,6 +205,8 @@ class TrainReport:
     elapsed_s: float
     device: str
     message: str | None = None
+    #: The run's step budget (a progress bar's total; the run may stop before it).
+    total_steps: int | None = None
 
 
 @dataclass
@@ -932,6 +934,7 @@ def train(
                 elapsed_s=time.perf_counter() - t0 - excluded,
                 device=str(device),
                 message=message,
+                total_steps=max_steps,
             )
             message = None
             history.append(report)
