@@ -90,6 +90,44 @@ def apple_set(data: dict, names: list[str], work: Path) -> CoordinateTable | Non
     return table.replace(micrograph=[f"{k}.mrc" for k in table.keys])
 
 
+def topaz_set(data: dict, names: list[str], work: Path) -> CoordinateTable | None:
+    """Topaz's pretrained general picker (``topaz extract`` with no model: resnet16_u64), no
+    training, on the same downsampled, normalised micrographs as ours, NMS at the particle
+    radius; coordinates back in original pixels. None without the Topaz environment."""
+    import runner
+
+    try:
+        runner.find_topaz()
+    except runner.TopazError as exc:
+        logger.warning("no Topaz environment (%s): its general model left out", exc)
+        return None
+    out = work / "topaz_general.txt"
+    if not out.exists():
+        radius_ds = int(round(data["diameter_a"] / data["ds_pixel_a"] / 2))
+        tmp = work / "topaz_general.partial.txt"
+        t = time.perf_counter()
+        runner.topaz_extract("resnet16", [data["prep_dir"] / n for n in names], radius=radius_ds, out_path=tmp,
+                             threshold=-20)
+        tmp.replace(out)
+        logger.info("Topaz general model: %d micrographs in %.0f s", len(names), time.perf_counter() - t)
+    import pandas as pd
+
+    picks = pd.read_csv(out, sep="\t", dtype={"image_name": str})
+    parts = []
+    for key, part in picks.groupby("image_name"):
+        sy, sx = data["scales"][f"{key}.mrc"]
+        parts.append(CoordinateTable.from_arrays(f"{key}.mrc", part.x_coord.to_numpy() * sx,
+                                                 part.y_coord.to_numpy() * sy, part.score.to_numpy()))
+    return CoordinateTable.concat(parts)
+
+
+def count_cut(scores: np.ndarray, expected: int) -> float:
+    """The score at which a ranked picker keeps the expected count (how a user sets the
+    slider by the count shown beside it)."""
+    ranked = np.sort(np.asarray(scores))[::-1]
+    return float(ranked[min(expected, len(ranked)) - 1]) if len(ranked) else 0.0
+
+
 def ours_set(data: dict, names: list[str], labels: CoordinateTable, seed: int, max_seconds: float) -> CoordinateTable:
     """Our picker with its defaults ('picker-gui train') on the sparse labels, then every micrograph picked."""
     from picker_gui.core.inference import extract_picks, score_map
@@ -205,10 +243,16 @@ def run(dataset: str, seed: int, args) -> list[dict]:
     radius = vs_topaz.MATCH_FRACTION * data["diameter_a"] / original_px
     labels = vs_topaz.sample_labels(data, 200, seed)
     t0 = time.perf_counter()
-    inputs = {"dog": dog_set(data, names)}
-    apple = apple_set(data, names, kept)
+    inputs = {}
+    if "dog" in args.inputs:
+        inputs["dog"] = dog_set(data, names)
+    apple = apple_set(data, names, kept) if "apple" in args.inputs else None
     if apple is not None and len(apple):
         inputs["apple"] = apple
+    if "topaz" in args.inputs:
+        topaz = topaz_set(data, names, kept)
+        if topaz is not None and len(topaz):
+            inputs["topaz"] = topaz
     cached = kept / f"ours_{args.our_max_seconds:g}s.star"
     if args.rescore:
         return rescore(work, data, radius, {**inputs, "ours": read_coordinates(cached)}, dataset, seed)
@@ -222,14 +266,16 @@ def run(dataset: str, seed: int, args) -> list[dict]:
     # window and --dog use when the count is set), ours where the picks per micrograph match the expected count (what the
     # Picks tab shows beside the slider), APPLE has no scores.
     expected = int(round(data["expected_per_micrograph"] * len(names)))
-    ours_scores = np.sort(inputs["ours"].score)[::-1]
-    thresholds = {"dog": dog_cut(inputs["dog"].score, len(names), data["expected_per_micrograph"]), "apple": None,
-                  "ours": float(ours_scores[min(expected, len(ours_scores)) - 1]) if len(ours_scores) else 0.0}
+    thresholds = {"apple": None, "ours": count_cut(inputs["ours"].score, expected)}
+    if "dog" in inputs:
+        thresholds["dog"] = dog_cut(inputs["dog"].score, len(names), data["expected_per_micrograph"])
+    if "topaz" in inputs:  # ranked, like ours: cut at the expected count
+        thresholds["topaz"] = count_cut(inputs["topaz"].score, expected)
     sets = [PickSet(n, t, thresholds[n]) for n, t in inputs.items()]
     # Positives: found by at least 2 of the pickers, as Scipion's Deep Consensus protocol does
     # today (AND of all three is bounded by the weakest picker's recall: APPLE finds ~15 %).
     settings = ConsensusSettings(diameter_a=data["diameter_a"], train=True, seed=seed, device="cpu",
-                                 max_minutes=args.max_minutes, min_positives=64, min_votes=min(2, len(sets)),
+                                 max_minutes=args.max_minutes, min_positives=64, min_votes=min(args.min_votes, len(sets)),
                                  off_centre_negatives=not args.no_off_centre)
     t1 = time.perf_counter()
     # The user's labels (the 200 the PU picker learnt from, on the training micrographs) join
@@ -306,6 +352,10 @@ def main() -> None:
                     help="train our picker again even when its picks for this dataset and seed are on disk")
     ap.add_argument("--net-set", action="append", default=[], metavar="NAME=VALUE",
                     help="override a ConsensusConfig field of the network (ablation), e.g. filters=[8,64] or balanced_validation=true")
+    ap.add_argument("--inputs", nargs="+", default=["dog", "apple", "ours"], choices=["dog", "apple", "ours", "topaz"],
+                    help="input pickers (ours always; topaz: Topaz's pretrained general model, zero-shot, "
+                         "needs benchmarks/topaz/setup_topaz.sh)")
+    ap.add_argument("--min-votes", type=int, default=2, help="pickers that must agree for a positive")
     ap.add_argument("--out", default="bench_out/consensus")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")

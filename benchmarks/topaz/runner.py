@@ -751,6 +751,10 @@ def topaz_train(
     )
 
 
+#: Names ``topaz extract --model`` resolves to the pretrained general pickers in its wheel.
+PRETRAINED_MODELS = ("resnet16", "resnet16_u64", "resnet16_u32", "resnet8", "resnet8_u64", "resnet8_u32")
+
+
 def topaz_extract(
     model_path: PathLike,
     images: Sequence[PathLike],
@@ -766,8 +770,10 @@ def topaz_extract(
 
     Parameters
     ----------
-    model_path : path
-        A ``.sav`` written by ``topaz train`` (e.g. :attr:`TopazRun.final_model`).
+    model_path : path or str
+        A ``.sav`` written by ``topaz train`` (e.g. :attr:`TopazRun.final_model`), or the name
+        of one of Topaz's bundled pretrained pickers (:data:`PRETRAINED_MODELS`; ``resnet16``
+        is what ``topaz extract`` uses when no model is given).
     images : sequence of paths
         2-D float32 ``.mrc`` micrographs on the grid the model was trained on.
     radius : int
@@ -796,9 +802,10 @@ def topaz_extract(
         Peak resident memory of its process tree.
     """
     topaz = find_topaz(venv_dir)
-    model_path = Path(model_path).resolve()
-    if not model_path.is_file():
-        raise TopazError(f"model not found: {model_path}")
+    if str(model_path) not in PRETRAINED_MODELS:
+        model_path = Path(model_path).resolve()
+        if not model_path.is_file():
+            raise TopazError(f"model not found: {model_path}")
     table = _image_table(images)
     out_path = Path(out_path).resolve()
     out_path.parent.mkdir(parents=True, exist_ok=True)
@@ -822,6 +829,7 @@ def topaz_extract(
 
 __all__ = [
     "DEFAULT_VENV",
+    "PRETRAINED_MODELS",
     "TopazError",
     "TopazRun",
     "disk_pixels",
