@@ -11,7 +11,12 @@ For each dataset and seed (datasets as benchmarks/vs_topaz.py makes them: ``demo
    - ``ours``: our PU picker trained with its defaults on 200 sparse labels of the training
      micrographs (set threshold: where its picks per micrograph match the expected count, as
      a user sets the slider by the count the Picks tab shows);
-2. the consensus job of ``picker-gui consensus --train --min-votes 2`` (core.consensus_job):
+   - ``topaz`` (``--inputs ... topaz``): Topaz's pretrained general picker (``topaz extract``
+     with its default model, resnet16_u64), zero-shot, on the same downsampled micrographs,
+     NMS at the particle radius, cut at the expected count like ours (needs
+     ``benchmarks/topaz/setup_topaz.sh``);
+2. the consensus job of ``picker-gui consensus --train --min-votes 2`` (core.consensus_job;
+   ``--min-votes K`` for another k-of-N):
    merge at 0.1 x the box (box 1.5 x the diameter), picks found by at least 2 pickers as
    positives (Scipion's protocol today; the paper's AND of all is bounded by the weakest
    picker's recall) with the 200 labels on the training micrographs (as the window passes a
@@ -28,6 +33,7 @@ For each dataset and seed (datasets as benchmarks/vs_topaz.py makes them: ``demo
    best F1 over all their picks, below their cut too (``own_f1``).
 
 usage: python benchmarks/consensus.py [--datasets demo betagal aspire-small] [--seeds 0 1 2] [--tag T] [--fresh-inputs]
+       [--inputs dog apple ours topaz] [--min-votes K]
 
 Our picker's picks are kept per dataset and seed (``bench_out/consensus/inputs/DATASET_seedN/ours_150s.star``; APPLE's beside it) and
 reused by later runs unless ``--fresh-inputs``: the network can be iterated on alone.
