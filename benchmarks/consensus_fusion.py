@@ -73,6 +73,7 @@ def main() -> None:
             for i, (name, score) in enumerate(variants.items()):
                 table = CoordinateTable.from_arrays([f"{k}.mrc" for k in z["keys"]], z["x"], z["y"], score=score)
                 cons = ConsensusSets(set_names, table, z["found_by"], z["set_scores"], 1.0, names).fold_duplicates(half)
+                # score_all wants every input's own table for its own_f1 column, which is not printed here
                 rows = {r["method"]: r for r in consensus.score_all(cons, data["truth"], data["test"], radius,
                                                                     {n: full for n in set_names})}
                 if i == 0:
