@@ -116,14 +116,12 @@ def topaz_set(data: dict, names: list[str], work: Path) -> CoordinateTable | Non
                              threshold=-20)
         tmp.replace(out)
         logger.info("Topaz general model: %d micrographs in %.0f s", len(names), time.perf_counter() - t)
-    import pandas as pd
-
-    picks = pd.read_csv(out, sep="\t", dtype={"image_name": str})
+    picks = read_coordinates(out, "topaz")  # downsampled pixels, micrograph = Topaz's image_name
     parts = []
-    for key, part in picks.groupby("image_name"):
+    for key in dict.fromkeys(picks.keys):
+        part = picks[picks.keys == key]
         sy, sx = data["scales"][f"{key}.mrc"]
-        parts.append(CoordinateTable.from_arrays(f"{key}.mrc", part.x_coord.to_numpy() * sx,
-                                                 part.y_coord.to_numpy() * sy, part.score.to_numpy()))
+        parts.append(CoordinateTable.from_arrays(f"{key}.mrc", part.x * sx, part.y * sy, part.score))
     return CoordinateTable.concat(parts)
 
 
