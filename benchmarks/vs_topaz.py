@@ -445,7 +445,8 @@ def topaz_result(dataset: str, seed: int, data: dict, labels: CoordinateTable, p
 # -- one comparison ----------------------------------------------------------------------
 def parse_overrides(pairs: list[str], config_class=None, option: str = "--set") -> dict:
     """``NAME=VALUE`` pairs for fields of ``config_class`` (default TrainConfig), each VALUE
-    as JSON when it parses (numbers, true/false, null, [lists]), else as a string."""
+    as JSON when it parses (numbers, true/false, null, [lists]) or as Python's True, False
+    and None, else as a string."""
     import dataclasses
 
     if config_class is None:
@@ -458,8 +459,9 @@ def parse_overrides(pairs: list[str], config_class=None, option: str = "--set") 
         if name not in names:
             raise SystemExit(f"{option} {pair}: {config_class.__name__} has no field {name!r} "
                              f"(fields: {', '.join(sorted(names))})")
+        python_words = {"True": True, "False": False, "None": None}  # "pooled=False" must not be the string
         try:
-            out[name] = json.loads(value)
+            out[name] = python_words[value] if value in python_words else json.loads(value)
         except json.JSONDecodeError:
             out[name] = value
     return out

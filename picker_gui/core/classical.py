@@ -58,11 +58,5 @@ def dog_picks(prep: Preprocessed, diameter_px: float, *, bright: bool = False, n
     """
     scores = dog_score_map(prep.image, diameter_px, bright)
     radius = diameter_px / 2 if min_distance_px is None else min_distance_px
-    picks = extract_picks(scores, prep, radius, name=name, source="dog")
     # Not on the very edge, as the trained picker's picks (the blur sees a mirrored image there).
-    from picker_gui.core.inference import EDGE_MARGIN
-
-    x, y = prep.to_downsampled(picks.x, picks.y)
-    h, w = scores.shape
-    margin = EDGE_MARGIN * diameter_px / 2
-    return picks[(x >= margin) & (y >= margin) & (x <= w - 1 - margin) & (y <= h - 1 - margin)]
+    return extract_picks(scores, prep, radius, name=name, source="dog", particle_radius_px=diameter_px / 2)

@@ -109,6 +109,11 @@ def non_maximum_suppression(
     return xs[keep].astype(np.float64), ys[keep].astype(np.float64), vals[keep].astype(np.float64)
 
 
+#: Picks are kept at least this fraction of the particle radius away from the edges
+#: (:func:`extract_picks`).
+EDGE_MARGIN = 0.5
+
+
 def extract_picks(
     scores: np.ndarray,
     prep: Preprocessed,
@@ -116,12 +121,25 @@ def extract_picks(
     threshold: float = -np.inf,
     name: str | None = None,
     source: str = "picker-gui",
+    *,
+    particle_radius_px: float | None = None,
+    max_picks: int | None = None,
 ) -> CoordinateTable:
-    """NMS on a score map of a preprocessed micrograph; picks in original-micrograph pixels.
+    """NMS on a score map of a preprocessed micrograph; picks in original-micrograph pixels,
+    highest score first.
 
-    ``radius_px`` is in pixels of the score map (downsampled).
+    ``radius_px`` (the NMS radius) and ``particle_radius_px`` (default: ``radius_px``) are in
+    pixels of the score map (downsampled). No pick lies closer to the edge than
+    :data:`EDGE_MARGIN` particle radii: the border rows see a padded image (a particle cut
+    by the edge and its padding can score as a whole one), and a particle centred there
+    cannot be boxed out anyway. Every path that makes picks (the window, the command line,
+    batch, validation, the DoG picker, the benchmarks) comes through here, so they agree.
     """
-    x, y, s = non_maximum_suppression(scores, radius_px, threshold)
+    x, y, s = non_maximum_suppression(scores, radius_px, threshold, max_picks=max_picks)
+    margin = EDGE_MARGIN * (radius_px if particle_radius_px is None else particle_radius_px)
+    h, w = scores.shape
+    inside = (x >= margin) & (y >= margin) & (x <= w - 1 - margin) & (y <= h - 1 - margin)
+    x, y, s = x[inside], y[inside], s[inside]
     x0, y0 = prep.to_original(x, y)
     return CoordinateTable.from_arrays(name or prep.path.name, x0, y0, s, kind=PARTICLE, source=source)
 
@@ -212,23 +230,11 @@ def pick_file(
     scores = score_map(model, prep.image, device, augment=bool(metadata.get("pick_augment", False)))
     particle_r = 0.5 * metadata.get("particle_diameter_px", 2 * metadata["nms_radius_px"])
     fit = scores.size / (np.pi * particle_r * particle_r)
-    x, y, s = non_maximum_suppression(scores, CANDIDATE_FRACTION * radius, threshold,
-                                      max_picks=int(CANDIDATES_PER_FIT * fit) + 1)
-    # Not on the very edge: the border rows see a mirrored image, and a particle centred
-    # there cannot be boxed out anyway.
-    margin = EDGE_MARGIN * particle_r
-    h, w = scores.shape
-    inside = (x >= margin) & (y >= margin) & (x <= w - 1 - margin) & (y <= h - 1 - margin)
-    x, y, s = x[inside], y[inside], s[inside]
-    x0, y0 = prep.to_original(x, y)
-    table = CoordinateTable.from_arrays(path.name, x0, y0, s, kind=PARTICLE, source="picker-gui")
+    table = extract_picks(scores, prep, CANDIDATE_FRACTION * radius, threshold, name=path.name,
+                          particle_radius_px=particle_r, max_picks=int(CANDIDATES_PER_FIT * fit) + 1)
     if candidates:
         return table, notes
-    return table[keep_apart(x0, y0, distance)], notes
-
-
-#: Picks are kept at least this fraction of the particle radius away from the edges.
-EDGE_MARGIN = 0.5
+    return table[keep_apart(table.x, table.y, distance)], notes
 
 
 def default_min_distance_px(metadata: dict) -> float:

@@ -107,3 +107,30 @@ def test_picking_scores_as_the_model_says_with_or_without_the_eight_views(tmp_pa
     iy, ix = np.round(ranked.y[:5]).astype(int), np.round(ranked.x[:5]).astype(int)
     np.testing.assert_allclose(ranked.score[:5], scores[iy, ix], atol=1e-5)
     assert not np.allclose(ranked.score[:5], other[iy, ix], atol=1e-3)
+
+
+def test_extracted_picks_stay_half_a_particle_radius_off_the_edges():
+    """Peaks on the border rows (a particle cut by the edge, scored on padding) are not
+    picks; one just inside the margin is, and coordinates come back in original pixels."""
+    from pathlib import Path
+
+    from picker_gui.core.inference import EDGE_MARGIN, extract_picks
+    from picker_gui.core.preprocess import Normalization, Preprocessed
+
+    scores = np.zeros((40, 60), dtype=np.float32)
+    r = 8.0  # particle radius, downsampled px; the margin is 4 px
+    scores[1, 30] = 9.0  # top edge
+    scores[20, 58] = 8.0  # right edge
+    scores[38, 10] = 7.0  # bottom edge
+    scores[20, 4] = 6.0  # exactly at the margin: kept
+    scores[20, 30] = 5.0  # inside
+    prep = Preprocessed(Path("m.mrc"), scores, (2.0, 3.0), (80, 180), None, Normalization("gmm", 0.0, 1.0))
+    picks = extract_picks(scores, prep, radius_px=r / 2, threshold=1.0, particle_radius_px=r)
+    assert EDGE_MARGIN * r == 4.0
+    assert picks.score.tolist() == [6.0, 5.0]
+    assert picks.x.tolist() == [12.0, 90.0] and picks.y.tolist() == [40.0, 40.0]
+    # Without particle_radius_px the NMS radius is the particle radius (margin 2 px): the
+    # peak 2 px from the bottom edge stays out, one 2 px from the left edge comes in.
+    scores[10, 2] = 4.0
+    picks = extract_picks(scores, prep, radius_px=4.0, threshold=1.0)
+    assert sorted(picks.score.tolist()) == [4.0, 5.0, 6.0]
