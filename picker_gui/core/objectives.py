@@ -26,7 +26,6 @@ import torch.nn.functional as F
 
 POSITIVE, UNLABELED, NEGATIVE, IGNORE = 1, 0, 2, -1
 OBJECTIVES = ("ge-binomial", "ge-kl", "nnpu", "pn")
-GE_FORMS = ("kl", "topaz")
 
 #: Unlabelled pixels in one Topaz minibatch (256 crops, 1/16 of them positive). The
 #: GE-binomial penalty is evaluated at this N, with the mean and variance estimated from
@@ -94,20 +93,10 @@ class GEBinomial(Objective):
 
     name = "ge-binomial"
 
-    def __init__(self, pi: float, slack: float = 1.0, n: int = TOPAZ_UNLABELED_PER_MINIBATCH, negative_weight: float = 1.0,
-                 form: str = "kl"):
+    def __init__(self, pi: float, slack: float = 1.0, n: int = TOPAZ_UNLABELED_PER_MINIBATCH, negative_weight: float = 1.0):
         super().__init__(pi, negative_weight)
-        if form not in GE_FORMS:
-            raise ValueError(f"unknown GE-binomial form {form!r}; expected one of {GE_FORMS}")
         self.slack = slack
         self.n = n
-        self.form = form
-        if form == "topaz":
-            counts = torch.arange(n + 1, dtype=torch.float64)
-            log_binom = (math.lgamma(n + 1) - torch.lgamma(counts + 1) - torch.lgamma(n - counts + 1)
-                         + counts * math.log(pi) + (n - counts) * math.log1p(-pi))
-            self._counts = counts.float()
-            self._log_binom = log_binom.float()
 
     def _pu_loss(self, pos, unl):
         lp = _bce(pos, 1.0)
@@ -116,11 +105,6 @@ class GEBinomial(Objective):
         p = torch.sigmoid(unl)
         q_mu = self.n * p.mean()
         q_var = self.n * (p * (1 - p)).mean() + 1e-8
-        if self.form == "topaz":
-            counts = self._counts.to(p.device)
-            q = torch.softmax(-0.5 * (q_mu - counts) ** 2 / (q_var + 1e-10), dim=0)
-            ce = -(self._log_binom.to(p.device) * q).sum()
-            return lp + self.slack * ce, {"positive_loss": float(lp.detach()), "ge_penalty": float(ce.detach())}
         b_mu = self.n * self.pi
         b_var = self.n * self.pi * (1 - self.pi)
         kl = 0.5 * (q_var / b_var + (q_mu - b_mu) ** 2 / b_var + torch.log(b_var / q_var) - 1.0)

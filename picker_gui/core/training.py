@@ -137,10 +137,6 @@ class TrainConfig:
     #: Another general model file than the shipped one (tests, the build script).
     general_model_path: str | None = None
     slack: float = 1.0
-    #: The GE-binomial penalty: "kl", the KL divergence between Normal approximations of
-    #: the predicted count and Binomial(N, pi); "topaz", Topaz's cross-entropy of the
-    #: discretised predicted count against the binomial pmf.
-    ge_form: str = "kl"
     negative_weight: float = 1.0
     tile: int = 64
     batch_tiles: int = 16
@@ -828,8 +824,6 @@ def train(
     kwargs: dict[str, Any] = {"negative_weight": config.negative_weight}
     if config.objective in ("ge-binomial", "ge-kl"):
         kwargs["slack"] = config.slack
-    if config.objective == "ge-binomial":
-        kwargs["form"] = config.ge_form
     objective = make_objective(config.objective, pi, **kwargs)
 
     if config.validation == "micrographs":
