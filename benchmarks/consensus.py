@@ -118,8 +118,7 @@ def topaz_set(data: dict, names: list[str], work: Path) -> CoordinateTable | Non
         logger.info("Topaz general model: %d micrographs in %.0f s", len(names), time.perf_counter() - t)
     picks = read_coordinates(out, "topaz")  # downsampled pixels, micrograph = Topaz's image_name
     parts = []
-    for key in dict.fromkeys(picks.keys):
-        part = picks[picks.keys == key]
+    for key, part in picks.groupby_micrograph():
         sy, sx = data["scales"][f"{key}.mrc"]
         parts.append(CoordinateTable.from_arrays(f"{key}.mrc", part.x * sx, part.y * sy, part.score))
     return CoordinateTable.concat(parts)
