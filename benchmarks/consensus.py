@@ -144,7 +144,10 @@ def ours_set(data: dict, names: list[str], labels: CoordinateTable, seed: int, m
                              seed=seed, device="cpu", max_minutes=max_seconds / 60)
     result = run_job(train(items, train_config(settings, d_px)))
     return CoordinateTable.concat(
-        extract_picks(score_map(result.model, p.image), p, d_px / 2, name=n)
+        # As 'picker-gui pick' and the window pick with it: the eight views averaged where the
+        # model says so, no pick within half a particle radius of the edge (extract_picks).
+        extract_picks(score_map(result.model, p.image, augment=bool(result.metadata.get("pick_augment"))), p, d_px / 2,
+                      name=n)
         for n in names for p in [vs_topaz._load_prep(data["prep_dir"] / n, data["scales"][n])])
 
 
@@ -256,7 +259,8 @@ def run(dataset: str, seed: int, args) -> list[dict]:
         topaz = topaz_set(data, names, kept)
         if topaz is not None and len(topaz):
             inputs["topaz"] = topaz
-    cached = kept / f"ours_{args.our_max_seconds:g}s.star"
+    # "_v2": picked with the eight views and the edge margin (earlier files without them).
+    cached = kept / f"ours_{args.our_max_seconds:g}s_v2.star"
     if args.rescore:
         return rescore(work, data, radius, {**inputs, "ours": read_coordinates(cached)}, dataset, seed)
     if cached.exists() and not args.fresh_inputs:  # the same labels and seed: reuse (iterating on the network)
