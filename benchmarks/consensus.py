@@ -96,10 +96,12 @@ def apple_set(data: dict, names: list[str], work: Path) -> CoordinateTable | Non
     return table.replace(micrograph=[f"{k}.mrc" for k in table.keys])
 
 
-def topaz_set(data: dict, names: list[str], work: Path) -> CoordinateTable | None:
+def topaz_set(data: dict, names: list[str], work: Path, model: str = "resnet16",
+              out_name: str = "topaz_general.txt") -> CoordinateTable | None:
     """Topaz's pretrained general picker (``topaz extract`` with no model: resnet16_u64), no
     training, on the same downsampled, normalised micrographs as ours, NMS at the particle
-    radius; coordinates back in original pixels. None without the Topaz environment."""
+    radius; coordinates back in original pixels. None without the Topaz environment.
+    ``model``: another model to extract with (a trained one: :func:`trained_topaz_model`)."""
     import runner
 
     try:
@@ -107,12 +109,12 @@ def topaz_set(data: dict, names: list[str], work: Path) -> CoordinateTable | Non
     except runner.TopazError as exc:
         logger.warning("no Topaz environment (%s): its general model left out", exc)
         return None
-    out = work / "topaz_general.txt"
+    out = work / out_name
     if not out.exists():
         radius_ds = int(round(data["diameter_a"] / data["ds_pixel_a"] / 2))
-        tmp = work / "topaz_general.partial.txt"
+        tmp = work / (out_name + ".partial")
         t = time.perf_counter()
-        runner.topaz_extract("resnet16", [data["prep_dir"] / n for n in names], radius=radius_ds, out_path=tmp,
+        runner.topaz_extract(model, [data["prep_dir"] / n for n in names], radius=radius_ds, out_path=tmp,
                              threshold=-20)
         tmp.replace(out)
         logger.info("Topaz general model: %d micrographs in %.0f s", len(names), time.perf_counter() - t)
@@ -122,6 +124,15 @@ def topaz_set(data: dict, names: list[str], work: Path) -> CoordinateTable | Non
         sy, sx = data["scales"][f"{key}.mrc"]
         parts.append(CoordinateTable.from_arrays(f"{key}.mrc", part.x * sx, part.y * sy, part.score))
     return CoordinateTable.concat(parts)
+
+
+def trained_topaz_model(out: Path, dataset: str, seed: int) -> Path | None:
+    """Topaz trained with its defaults on the same 200 labels by ``vs_topaz.py`` (same
+    micrographs, same split, same labels for the same seed): its final epoch's model, as a
+    user who runs ``topaz train`` with its defaults gets it. None when that run is not stored."""
+    tz = out.parent / "vs_topaz" / "topaz" / f"{dataset}_seed{seed}"
+    epochs = sorted(tz.glob("model_epoch*.sav"), key=lambda p: int(p.stem.removeprefix("model_epoch")))
+    return epochs[-1] if len(epochs) >= 10 else None
 
 
 def count_cut(scores: np.ndarray, expected: int) -> float:
@@ -259,6 +270,14 @@ def run(dataset: str, seed: int, args) -> list[dict]:
         topaz = topaz_set(data, names, kept)
         if topaz is not None and len(topaz):
             inputs["topaz"] = topaz
+    if "topaz-trained" in args.inputs:
+        model = trained_topaz_model(Path(args.out), dataset, seed)
+        if model is None:
+            raise SystemExit(f"no stored Topaz run for {dataset} seed {seed}: run "
+                             f"'vs_topaz.py --datasets {dataset} --seeds {seed}' first")
+        trained = topaz_set(data, names, kept, str(model), "topaz_trained.txt")
+        if trained is not None and len(trained):
+            inputs["topaz-trained"] = trained
     # "_v2": picked with the eight views and the edge margin (earlier files without them).
     cached = kept / f"ours_{args.our_max_seconds:g}s_v2.star"
     if args.rescore:
@@ -276,8 +295,9 @@ def run(dataset: str, seed: int, args) -> list[dict]:
     thresholds = {"apple": None, "ours": count_cut(inputs["ours"].score, expected)}
     if "dog" in inputs:
         thresholds["dog"] = dog_cut(inputs["dog"].score, len(names), data["expected_per_micrograph"])
-    if "topaz" in inputs:  # ranked, like ours: cut at the expected count
-        thresholds["topaz"] = count_cut(inputs["topaz"].score, expected)
+    for name in ("topaz", "topaz-trained"):  # ranked, like ours: cut at the expected count
+        if name in inputs:
+            thresholds[name] = count_cut(inputs[name].score, expected)
     sets = [PickSet(n, t, thresholds[n]) for n, t in inputs.items()]
     # Positives: found by at least 2 of the pickers, as Scipion's Deep Consensus protocol does
     # today (AND of all three is bounded by the weakest picker's recall: APPLE finds ~15 %).
@@ -359,7 +379,7 @@ def main() -> None:
                     help="train our picker again even when its picks for this dataset and seed are on disk")
     ap.add_argument("--net-set", action="append", default=[], metavar="NAME=VALUE",
                     help="override a ConsensusConfig field of the network (ablation), e.g. filters=[8,64] or balanced_validation=true")
-    ap.add_argument("--inputs", nargs="+", default=["dog", "apple", "ours"], choices=["dog", "apple", "ours", "topaz"],
+    ap.add_argument("--inputs", nargs="+", default=["dog", "apple", "ours"], choices=["dog", "apple", "ours", "topaz", "topaz-trained"],
                     help="input pickers (ours always; topaz: Topaz's pretrained general model, zero-shot, "
                          "needs benchmarks/topaz/setup_topaz.sh)")
     ap.add_argument("--min-votes", type=int, default=2, help="pickers that must agree for a positive")
