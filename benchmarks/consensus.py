@@ -117,7 +117,7 @@ def topaz_set(data: dict, names: list[str], work: Path, model: str = "resnet16",
         runner.topaz_extract(model, [data["prep_dir"] / n for n in names], radius=radius_ds, out_path=tmp,
                              threshold=-20)
         tmp.replace(out)
-        logger.info("Topaz general model: %d micrographs in %.0f s", len(names), time.perf_counter() - t)
+        logger.info("Topaz (%s): %d micrographs in %.0f s", model, len(names), time.perf_counter() - t)
     picks = read_coordinates(out, "topaz")  # downsampled pixels, micrograph = Topaz's image_name
     parts = []
     for key, part in picks.groupby_micrograph():

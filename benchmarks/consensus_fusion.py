@@ -1,13 +1,15 @@
-"""Rescore a stored ``consensus.py`` run with the network's rank fused with our picker's.
+"""Rescore a stored ``consensus.py`` run with ranks: the network's fused with the pickers'.
 
-For every OR cluster of ``bench_out/consensus/TAG/DATASET_seedN/consensus.npz``: our
-picker's score (its score where it found the cluster, else that of its nearest candidate
-within the particle radius, below its cut too, else its lowest), then a weighted mean of the
-two ranks (network weight w). Printed: F1 / MCC of our picker at its cut, of the network
+For every OR cluster of ``bench_out/consensus/TAG/DATASET_seedN/consensus.npz``: each ranked
+picker's score (``--pickers``; its score where it found the cluster, else that of its
+nearest candidate within the particle radius, below its cut too, else its lowest), the mean
+of the pickers' ranks (training-free: where independent pickers agree, both rank a pick
+high), and a weighted mean of the network's rank with that (network weight w). Printed:
+F1 / MCC of each picker at its cut and over all its picks, of the mean rank, of the network
 alone and of each fusion, scored as ``consensus.py`` scores (same population, one-to-one
 matching). No training: seconds per run.
 
-usage: python benchmarks/consensus_fusion.py --tag tz4 [--datasets ...] [--seeds 0] [--weights 0.3 0.5 0.7]
+usage: python benchmarks/consensus_fusion.py --tag tzt --datasets aspire-small --seeds 1 --pickers ours topaz-trained
 """
 
 from __future__ import annotations
@@ -31,9 +33,22 @@ from picker_gui.core.coords import CoordinateTable  # noqa: E402
 from picker_gui.core.formats import read_coordinates  # noqa: E402
 
 
-def ours_everywhere(z, full: CoordinateTable, reach: float) -> np.ndarray:
-    """Our picker's score for every cluster, below its cut too (nearest candidate within ``reach``)."""
-    scores = z["set_scores"][:, z["set_names"].tolist().index("ours")].copy()
+def full_table(out: Path, dataset: str, seed: int, picker: str, data: dict) -> CoordinateTable:
+    """All of a ranked input picker's picks, below its cut too, as ``consensus.py`` stored them."""
+    kept = out / "inputs" / f"{dataset}_seed{seed}"
+    if picker == "ours":
+        return read_coordinates(kept / "ours_150s_v2.star")
+    if picker == "topaz-trained":
+        model = consensus.trained_topaz_model(out, dataset, seed)
+        return consensus.topaz_set(data, [p.name for p in data["raw"]], kept, str(model), "topaz_trained.txt")
+    if picker == "topaz":
+        return consensus.topaz_set(data, [p.name for p in data["raw"]], kept)
+    raise SystemExit(f"{picker}: not a ranked input picker with stored picks (ours, topaz, topaz-trained)")
+
+
+def everywhere(z, picker: str, full: CoordinateTable, reach: float) -> np.ndarray:
+    """A picker's score for every cluster, below its cut too (nearest candidate within ``reach``)."""
+    scores = z["set_scores"][:, z["set_names"].tolist().index(picker)].copy()
     low = float(np.min(full.score))
     for i in np.flatnonzero(~np.isfinite(scores)):
         sub = full.for_micrograph(f"{z['keys'][i]}.mrc")
@@ -48,6 +63,7 @@ def main() -> None:
     ap.add_argument("--datasets", nargs="+", default=["demo", "betagal", "aspire-small"])
     ap.add_argument("--seeds", nargs="+", type=int, default=[0])
     ap.add_argument("--weights", nargs="+", type=float, default=[0.3, 0.5, 0.7])
+    ap.add_argument("--pickers", nargs="+", default=["ours"], help="ranked input pickers whose ranks are averaged")
     ap.add_argument("--out", default="bench_out/consensus")
     args = ap.parse_args()
     print("dataset\tseed\tmethod\tf1\tmcc")
@@ -64,12 +80,15 @@ def main() -> None:
             radius = vs_topaz.MATCH_FRACTION * data["diameter_a"] / original_px
             half = data["diameter_a"] / 2 / original_px
             z = np.load(work / "consensus.npz")
-            full = read_coordinates(Path(args.out) / "inputs" / f"{dataset}_seed{seed}" / "ours_150s.star")
-            ours = ours_everywhere(z, full, half)
+            fulls = {p: full_table(Path(args.out), dataset, seed, p, data) for p in args.pickers}
+            ranks = {p: rankdata(everywhere(z, p, f, half)) for p, f in fulls.items()}
+            mean_rank = np.mean(list(ranks.values()), axis=0)
             net = z["score"]
-            variants = {"network": net, **{f"fused w={w:g}": w * rankdata(net) + (1 - w) * rankdata(ours)
-                                           for w in args.weights}}
+            variants = {"network": net, **{f"{p} (all its picks)": r for p, r in ranks.items()},
+                        **({f"mean rank of {' + '.join(args.pickers)}": mean_rank} if len(ranks) > 1 else {}),
+                        **{f"fused w={w:g}": w * rankdata(net) + (1 - w) * mean_rank for w in args.weights}}
             set_names = tuple(z["set_names"].tolist())
+            full = fulls[args.pickers[0]]
             for i, (name, score) in enumerate(variants.items()):
                 table = CoordinateTable.from_arrays([f"{k}.mrc" for k in z["keys"]], z["x"], z["y"], score=score)
                 cons = ConsensusSets(set_names, table, z["found_by"], z["set_scores"], 1.0, names).fold_duplicates(half)
@@ -77,7 +96,8 @@ def main() -> None:
                 rows = {r["method"]: r for r in consensus.score_all(cons, data["truth"], data["test"], radius,
                                                                     {n: full for n in set_names})}
                 if i == 0:
-                    print(f"{dataset}\t{seed}\tours at its cut\t{rows['ours']['f1']:.3f}\t{rows['ours']['mcc']:.3f}")
+                    for p in args.pickers:
+                        print(f"{dataset}\t{seed}\t{p} at its cut\t{rows[p]['f1']:.3f}\t{rows[p]['mcc']:.3f}")
                 net_row = rows["consensus network"]
                 print(f"{dataset}\t{seed}\t{name}\t{net_row['f1']:.3f}\t{net_row['mcc']:.3f}", flush=True)
 
