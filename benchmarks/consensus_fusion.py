@@ -88,6 +88,10 @@ def main() -> None:
                         **({f"mean rank of {' + '.join(args.pickers)}": mean_rank} if len(ranks) > 1 else {}),
                         **{f"fused w={w:g}": w * rankdata(net) + (1 - w) * mean_rank for w in args.weights}}
             set_names = tuple(z["set_names"].tolist())
+            if len(ranks) > 1:  # what `picker-gui consensus --rank PICKERS` computes: ranks above each set's cut only
+                stored = ConsensusSets(set_names, CoordinateTable.from_arrays([f"{k}.mrc" for k in z["keys"]], z["x"],
+                                                                              z["y"]), z["found_by"], z["set_scores"], 1.0, names)
+                variants[f"--rank {' '.join(args.pickers)}"] = stored.rank_scores(args.pickers)
             full = fulls[args.pickers[0]]
             for i, (name, score) in enumerate(variants.items()):
                 table = CoordinateTable.from_arrays([f"{k}.mrc" for k in z["keys"]], z["x"], z["y"], score=score)

@@ -89,3 +89,31 @@ def test_labels_join_the_positives_and_are_counted_in_the_message(files, capsys)
     assert "of your labels" not in capsys.readouterr().err
     assert main([*args, "--labels", str(files / "labels.star")]) == 2
     assert "(with 3 of your labels)" in capsys.readouterr().err
+
+
+def test_rank_scores_the_or_set_without_training(files, capsys):
+    out = files / "ranked.csv"
+    code = main(["consensus", f"first={files / 'a.txt'}", f"second={files / 'b_picks.star'}", "--rank",
+                 "--micrographs", str(files / "mics"), "--diameter-a", str(8 * PIXEL), "--box-a", str(16 * PIXEL),
+                 "--out", str(out)])
+    assert code == 0
+    df = pd.read_csv(out)
+    assert ((df.score > 0) & (df.score <= 1)).all()
+    # Found by both: the mean of two ranks; by one: half of one rank.
+    both, one = df[df.votes == 2], df[df.votes == 1]
+    assert len(both) > 50 and len(one) > 10
+    assert both.score.mean() > one.score.mean() + 0.15
+    # Ranked by one set only: a pick the other set alone found scores 0.
+    out1 = files / "ranked_first.csv"
+    assert main(["consensus", f"first={files / 'a.txt'}", f"second={files / 'b_picks.star'}", "--rank", "first",
+                 "--micrographs", str(files / "mics"), "--diameter-a", str(8 * PIXEL), "--box-a", str(16 * PIXEL),
+                 "--out", str(out1)]) == 0
+    df1 = pd.read_csv(out1)
+    assert (df1.score[df1.found_by_first == 0] == 0).all() and (df1.score[df1.found_by_first == 1] > 0).all()
+    # Clear errors: --rank with --train, a set that does not exist.
+    assert main(["consensus", str(files / "a.txt"), "--rank", "--train", "--micrographs", str(files / "mics"),
+                 "--diameter-a", "32", "--out", str(files / "x.csv")]) == 2
+    assert "--rank" in capsys.readouterr().err
+    assert main(["consensus", str(files / "a.txt"), "--rank", "zz", "--micrographs", str(files / "mics"),
+                 "--diameter-a", "32", "--out", str(files / "x.csv")]) == 2
+    assert "no set named 'zz'" in capsys.readouterr().err

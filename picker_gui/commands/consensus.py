@@ -11,12 +11,15 @@ has a consensus.
 
 With --train a small CNN (Deep Consensus, Sanchez-Garcia et al. 2018) learns AND (or
 K-of-N) against random spots away from every pick (NEG) and scores every OR pick in
-[0, 1]; without it a pick's score is the fraction of sets that found it. --out FILE.csv
+[0, 1]; --rank scores it, without training, by the mean of its ranks in the sets (those
+named, or all): where independent pickers agree each ranks a particle high; otherwise a
+pick's score is the fraction of sets that found it. --out FILE.csv
 writes the whole scored OR set (score, votes, and which set found each pick); any other
 coordinate format writes the picks scoring at least --cut, scores as the figure of merit.
 
 examples:
   picker-gui consensus topaz=picks.txt cryolo=CBOX/ --micrographs mics/ --diameter-a 180 --train --out consensus.csv
+  picker-gui consensus ours=picks.star topaz=topaz.txt --micrographs mics/ --diameter-a 180 --rank --out ranked.csv
   picker-gui consensus autopick.star --dog --micrographs mics/ --diameter-a 180 --train --cut 0.5 --out kept.star
 """
 
@@ -61,6 +64,9 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dog", action="store_true", help="add the built-in difference-of-Gaussians picker as a set")
     parser.add_argument("--expected-per-micrograph", type=positive_float, metavar="N", help="particles per micrograph: the built-in picker keeps this many (default: half its candidates)")
     parser.add_argument("--train", action="store_true", help="train the consensus network and score every OR pick with it")
+    parser.add_argument("--rank", nargs="*", metavar="SET", default=None,
+                        help="no training: score every OR pick by its mean rank in these ranked sets (all when none is "
+                             "named); where strong, independent pickers agree the score stays high")
     parser.add_argument("--negatives", type=Path, metavar="FILE", help="coordinates of things that are not particles (ice, carbon), more negatives for the network")
     parser.add_argument("--labels", type=Path, metavar="FILE", help="your labels (e.g. a project's labels.star): particles join the agreed picks as positives, negatives join NEG")
     parser.add_argument("--min-positives", type=positive_int, default=256, metavar="N", help="refuse to train on fewer positives than N (default 256, as Xmipp)")
@@ -112,6 +118,8 @@ def main(args: argparse.Namespace) -> int:
     else:
         fmt = check_coordinate_output(args.out, args.format, inputs=inputs, box_size=args.box_size, n_micrographs=len(paths))
     check_device_name(args.device)
+    if args.train and args.rank is not None:
+        raise UsageError("give --train (the network scores) or --rank (the sets' ranks score), not both", option="--rank")
     sets = []
     for name, path in named:
         table = read_coordinates(path)
@@ -127,7 +135,8 @@ def main(args: argparse.Namespace) -> int:
             negatives = own_negatives if negatives is None else CoordinateTable.concat([negatives, own_negatives])
         logger.info("labels %s: %d particle(s), %d negative(s)", args.labels, len(positives), len(own_negatives))
     settings = ConsensusSettings(diameter_a=args.diameter_a, box_a=args.box_a, merge_radius_a=args.merge_radius_a,
-                                 min_votes=args.min_votes, min_positives=args.min_positives, train=args.train, dog=args.dog,
+                                 min_votes=args.min_votes, min_positives=args.min_positives, train=args.train,
+                                 rank=None if args.rank is None else tuple(args.rank), dog=args.dog,
                                  expected_per_micrograph=args.expected_per_micrograph, pixel_size_a=args.pixel_size,
                                  ensemble=args.ensemble, max_minutes=args.max_minutes, seed=args.seed, device=args.device)
     stop = threading.Event()

@@ -61,6 +61,9 @@ class ConsensusSettings:
     merge_radius_a: float | None = None  # default MERGE_FRACTION_OF_BOX x box
     min_votes: int | None = None  # the positives: found by at least this many sets (default: all: AND)
     train: bool = True
+    #: Without training: score every OR pick by its mean rank in these sets
+    #: (:meth:`ConsensusSets.rank_scores`; an empty tuple: every set). None: by its votes.
+    rank: tuple[str, ...] | None = None
     dog: bool = False  # add the built-in difference-of-Gaussians picker as a set
     expected_per_micrograph: float | None = None  # the built-in picker keeps this many per micrograph
     min_positives: int = MIN_AND_FOR_TRAINING
@@ -291,6 +294,11 @@ def consensus_job(
     counts = cons.counts(k)["total"]
     logger.info("consensus of %d set(s) on %d micrograph(s): OR %d, AND %d, %d-of-%d %d", cons.n_sets, len(done),
                 counts["or"], counts["and"], k, cons.n_sets, counts[f"{k}-of-{cons.n_sets}"])
+    if not settings.train and settings.rank is not None:
+        # One particle, one pick, as after the network: unmerged centres of one particle fold.
+        cons = cons.with_scores(cons.rank_scores(settings.rank or None)).fold_duplicates(settings.diameter_a / 2 / pixel)
+        logger.info("OR scored by the mean rank in %s: %d pick(s) after folding duplicates",
+                    ", ".join(settings.rank or cons.set_names), len(cons.table))
     if not settings.train or stopped:
         return ConsensusJobResult(cons, CoordinateTable.empty(), None, failures, unmatched, warnings, stopped)
 

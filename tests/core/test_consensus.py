@@ -236,3 +236,21 @@ def test_names_differing_by_suffix_and_folder_match():
 def test_ambiguous_name_is_not_guessed():
     mapping, unmatched = match_names(["mic1"], ["a/mic1_DW.mrc", "b/mic1_aligned.mrc"])
     assert mapping == {} and unmatched == ["mic1"]
+
+
+def test_rank_scores_by_hand():
+    """Each set ranks the clusters it found (best 1, ties share their mean rank, a pick
+    without a score ties with the lowest); a set that missed a cluster adds 0."""
+    a = CoordinateTable.from_arrays("m1", [10, 50, 90, 130], [10, 10, 10, 10], score=[0.9, 0.5, 0.1, 0.7])
+    b = CoordinateTable.from_arrays("m1", [10, 50, 200], [10, 10, 10], score=[0.2, 0.8, 0.5])
+    c = CoordinateTable.from_arrays("m1", [10, 300], [10, 10])  # no scores
+    cons = merge_sets([PickSet("a", a), PickSet("b", b), PickSet("c", c)], radius=3)
+    assert cons.table.x.tolist() == [10, 50, 90, 130, 200, 300]
+    # a ranks x=10, 50, 90, 130 as 4/4, 2/4, 1/4, 3/4; b ranks x=10, 50, 200 as 1/3, 3/3, 2/3.
+    np.testing.assert_allclose(cons.rank_scores(["a", "b"]), [(1 + 1 / 3) / 2, (0.5 + 1) / 2, 0.125, 0.375, 1 / 6 * 2, 0])
+    # c's two picks tie: mean rank (1 + 2) / 2 of 2 = 0.75 each.
+    np.testing.assert_allclose(cons.rank_scores(), [(1 + 1 / 3 + 0.75) / 3, 1.5 / 3, 0.25 / 3, 0.75 / 3, (2 / 3) / 3, 0.75 / 3])
+    # Order of the sets does not matter; a higher score never lowers a rank.
+    np.testing.assert_allclose(cons.rank_scores(["b", "a"]), cons.rank_scores(["a", "b"]))
+    with pytest.raises(UsageError, match="no set named 'z'"):
+        cons.rank_scores(["z"])
