@@ -84,7 +84,7 @@ class ConsensusState:
         self.radius_px = 0.0  # original pixels; 0: not set yet
         self.min_votes: int | None = None  # None: all sets (AND)
         self.result: ConsensusSets | None = None
-        self.scored = False  # the scores are the network's, not vote fractions
+        self.scored = False  # the scores are the network's (or ranks), not vote fractions
         self.negatives = CoordinateTable.empty()
         self._threshold = 0.5
         self._sorted: dict[str, Sorted] = {}
@@ -177,6 +177,22 @@ class ConsensusState:
         self.negatives = negatives if negatives is not None else CoordinateTable.empty()
         self._resort()
         self.events.merged.emit(self.result)
+
+    def rank(self, names: list[str] | None = None, fold_radius_px: float = 0.0) -> list[str]:
+        """Score the clusters, without training, by their mean rank in the sets ``names``
+        (default: every set with scores, else every set; see
+        :meth:`~picker_gui.core.consensus.ConsensusSets.rank_scores`), folding a cluster
+        within ``fold_radius_px`` of a higher-scored one into it, as after the network.
+        Returns the sets ranked by (none when there is nothing to rank)."""
+        if self.result is None or not len(self.result.table):
+            return []
+        if names is None:
+            names = [s.name for s in self.sets if s.has_scores] or [s.name for s in self.sets]
+        cons = self.result.with_scores(self.result.rank_scores(names))
+        if fold_radius_px > 0:
+            cons = cons.fold_duplicates(fold_radius_px)
+        self.set_result(cons, None, scored=True)
+        return list(names)
 
     def _resort(self) -> None:
         self._sorted = {}

@@ -232,6 +232,7 @@ class ConsensusView(QObject):
         p.radius_changed.connect(self._on_radius_changed)
         p.min_votes_changed.connect(self.state.set_min_votes)
         p.train_requested.connect(c.train)
+        p.rank_requested.connect(self.rank)
         p.stop_requested.connect(c.stop)
         p.export_requested.connect(self.export_dialog)
         p.show_box.toggled.connect(lambda on: (window.canvas.set_consensus_visible(on), self.show(window.current)))
@@ -258,13 +259,15 @@ class ConsensusView(QObject):
                              "Run the difference-of-Gaussians picker on every micrograph and add it as a set")
         self.act_train = a("&Train consensus", self.controller.train, ["Ctrl+Shift+C"], None,
                            "Train the consensus network in the background and score every pick")
+        self.act_rank = a("&Rank by sets", self.rank, ["Ctrl+Shift+R"], None,
+                          "Score every pick by its mean rank in the sets with scores, without training")
         self.act_stop = a("&Stop consensus", self.controller.stop, [], None, "Stop the consensus network (keeping what it learnt)")
         self.act_export = a("E&xport consensus…", self.export_dialog, [], None,
                             "Write the consensus picks at or above the consensus threshold")
         m = self.window.menuBar().addMenu("&Consensus")
         m.addActions([self.act_add_file, self.act_add_picks, self.act_add_dog])
         m.addSeparator()
-        m.addActions([self.act_train, self.act_stop])
+        m.addActions([self.act_train, self.act_rank, self.act_stop])
         m.addSeparator()
         m.addAction(self.act_export)
         self.menu = m
@@ -278,11 +281,27 @@ class ConsensusView(QObject):
         training = self.controller.training
         has = self.state.result is not None and len(self.state.result.table) > 0
         self.act_train.setEnabled(not training and bool(self.state.sets))
+        self.act_rank.setEnabled(not training and self.state.result is not None)
         self.act_stop.setEnabled(training or self.controller.finding)
         self.act_export.setEnabled(has)
         self.panel.export.setEnabled(has)
         self.panel.set_training(training)
         self.panel.train.setEnabled(not training and bool(self.state.sets))
+        self.panel.rank.setEnabled(not training and self.state.result is not None)
+
+    def rank(self) -> list[str]:
+        """Score the picks by their mean rank in the sets with scores (no training)."""
+        if self.controller.training:
+            return []
+        d = self.controller.picker_state.project.settings.diameter_a
+        px = self.controller.pixel_size()
+        names = self.state.rank(fold_radius_px=d / 2 / px if d and px else 0.0)
+        if not names:
+            self._error("Rank by sets", "Add the pickers' sets first: there are no picks to rank.")
+            return []
+        text = f"Scored by the mean rank in {', '.join(names)}: {len(self.state.result.table):,} picks"
+        self._on_finished(text)
+        return names
 
     def _error(self, title: str, text: str) -> None:
         from PyQt6.QtWidgets import QMessageBox

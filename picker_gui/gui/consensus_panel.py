@@ -72,6 +72,7 @@ class ConsensusPanel(QWidget):
     radius_changed = pyqtSignal(float)  # Å
     min_votes_changed = pyqtSignal(int)
     train_requested = pyqtSignal()
+    rank_requested = pyqtSignal()
     stop_requested = pyqtSignal()
     export_requested = pyqtSignal()
 
@@ -146,12 +147,18 @@ class ConsensusPanel(QWidget):
         self.train = QPushButton("Train consensus")
         self.train.setToolTip("Train the Deep Consensus network on the positives against random spots away from "
                               "every pick (NEG), in the background; it then scores every pick in [0, 1]")
+        self.rank = QPushButton("Rank by sets")
+        self.rank.setToolTip("No training: score every pick by the mean of its ranks in the sets with scores. Where "
+                             "strong, independent pickers agree, both rank a particle high; remove weak pickers that "
+                             "find the same junk first")
         self.stop = QPushButton("Stop")
         self.stop.setEnabled(False)
         self.train.clicked.connect(self.train_requested)
+        self.rank.clicked.connect(self.rank_requested)
         self.stop.clicked.connect(self.stop_requested)
         trow = QHBoxLayout()
         trow.addWidget(self.train)
+        trow.addWidget(self.rank)
         trow.addWidget(self.stop)
         self.status = QLabel("")
         self.status.setWordWrap(True)
@@ -287,6 +294,7 @@ class ConsensusPanel(QWidget):
     # -- training -------------------------------------------------------------------------------------
     def set_training(self, running: bool) -> None:
         self.train.setEnabled(not running)
+        self.rank.setEnabled(not running)
         self.stop.setEnabled(running)
         for b in (self.add_file, self.add_picks, self.add_dog, self.remove, self.radius, self.votes):
             b.setEnabled(not running)

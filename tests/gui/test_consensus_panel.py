@@ -136,3 +136,36 @@ def test_the_built_in_picker_and_a_file_for_other_micrographs(qtbot, project, mo
     assert dog.origin == "dog" and dog.threshold is not None and len(dog.table) > 0
     _add_file(win, monkeypatch, files["topaz"])
     assert view.state.counts()["and"] > 30
+
+
+def test_rank_by_sets_scores_the_picks_without_training(qtbot, project, monkeypatch):
+    folder, truth, files = project
+    win = _window(qtbot, folder)
+    view, panel = win.consensus, win.consensus_panel
+    assert not menu_action(win, "Consensus", "Rank by sets").isEnabled()  # nothing to rank yet
+    _add_file(win, monkeypatch, files["cryolo"])
+    _add_file(win, monkeypatch, files["topaz"])
+    n_or = view.state.counts()["or"]
+    assert not view.state.scored
+    menu_action(win, "Consensus", "Rank by sets").trigger()
+    assert view.state.scored and not view.controller.training  # no job: at once
+    assert "mean rank in cryolo, topaz" in panel.status.text()
+    t = view.state.result.table
+    votes = view.state.result.votes
+    assert ((t.score > 0) & (t.score <= 1)).all() and len(t) <= n_or
+    # Found by both pickers: the mean of two ranks; by one: half of one rank.
+    assert t.score[votes == 2].mean() > t.score[votes == 1].mean() + 0.15
+    # The slider works on the ranks: at 0.5, fewer picks than OR, every one on screen counted.
+    slider = panel.threshold.slider
+    for _ in range(20):
+        slider.triggerAction(QAbstractSlider.SliderAction.SliderSingleStepSub)
+    for _ in range(5):
+        slider.triggerAction(QAbstractSlider.SliderAction.SliderSingleStepAdd)
+    assert view.state.threshold == pytest.approx(0.5)
+    assert 0 < view.state.kept_count() < len(t)
+    assert win.canvas.consensus_shown() == view.state.kept_count(win.current)
+    # The panel's button does the same; merging again (a set removed) drops the ranks.
+    qtbot.mouseClick(panel.rank, Qt.MouseButton.LeftButton)
+    assert view.state.scored
+    view.state.remove_set("topaz")
+    assert not view.state.scored
