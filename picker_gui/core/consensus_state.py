@@ -161,14 +161,16 @@ class ConsensusState:
     # -- the clusters -----------------------------------------------------------------------
     def merge(self) -> None:
         """Merge the sets again (the network's scores are dropped: they were for other clusters)."""
-        if not self.sets or not self.radius_px > 0:
-            self.result = None
-        else:
-            self.result = merge_sets([s.as_pick_set() for s in self.sets], self.radius_px, self.micrographs or None)
+        self.result = self._merged()
         self.scored = False
         self.negatives = CoordinateTable.empty()
         self._resort()
         self.events.merged.emit(self.result)
+
+    def _merged(self) -> ConsensusSets | None:
+        if not self.sets or not self.radius_px > 0:
+            return None
+        return merge_sets([s.as_pick_set() for s in self.sets], self.radius_px, self.micrographs or None)
 
     def set_result(self, result: ConsensusSets, negatives: CoordinateTable | None = None, scored: bool = True) -> None:
         """The clusters as a consensus job returned them, scored by its network."""
@@ -184,11 +186,12 @@ class ConsensusState:
         :meth:`~picker_gui.core.consensus.ConsensusSets.rank_scores`), folding a cluster
         within ``fold_radius_px`` of a higher-scored one into it, as after the network.
         Returns the sets ranked by (none when there is nothing to rank)."""
-        if self.result is None or not len(self.result.table):
+        merged = self._merged() if self.result is not None else None  # the clusters as merged, not as folded
+        if merged is None or not len(merged.table):
             return []
         if names is None:
             names = [s.name for s in self.sets if s.has_scores] or [s.name for s in self.sets]
-        cons = self.result.with_scores(self.result.rank_scores(names))
+        cons = merged.with_scores(merged.rank_scores(names))
         if fold_radius_px > 0:
             cons = cons.fold_duplicates(fold_radius_px)
         self.set_result(cons, None, scored=True)

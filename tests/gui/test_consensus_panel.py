@@ -165,7 +165,9 @@ def test_rank_by_sets_scores_the_picks_without_training(qtbot, project, monkeypa
     assert 0 < view.state.kept_count() < len(t)
     assert win.canvas.consensus_shown() == view.state.kept_count(win.current)
     # The panel's button does the same; merging again (a set removed) drops the ranks.
+    before = np.sort(view.state.scores())
     qtbot.mouseClick(panel.rank, Qt.MouseButton.LeftButton)
     assert view.state.scored
+    np.testing.assert_array_equal(np.sort(view.state.scores()), before)  # ranked from the merge again, not the last ranks
     view.state.remove_set("topaz")
     assert not view.state.scored
