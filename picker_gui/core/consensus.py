@@ -262,7 +262,7 @@ class ConsensusSets:
 
         Where independent pickers agree, each ranks a particle high, and its mean rank stays
         high; what one picker alone ranks high (its junk) drops. With two ranked pickers of
-        similar strength this beat each of them on F1 in 4 runs of 4 and on MCC in 3
+        similar strength this beat each of them on F1 in 6 runs of 6 and on MCC in 5
         (benchmarks/README.md, consensus); a weak set that shares another's junk adds noise,
         so ``names`` chooses the sets (default: all).
         """
