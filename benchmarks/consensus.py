@@ -60,6 +60,7 @@ sys.path.insert(0, str(HERE.parent))
 import vs_topaz  # noqa: E402  (datasets, preprocessing, labels: the same as the Topaz benchmark)
 
 from picker_gui.core.consensus import PickSet  # noqa: E402
+from picker_gui.core.consensus import POSITIVE_RANK_QUANTILE, REJECTED_FRACTION  # noqa: E402
 from picker_gui.core.consensus_job import ConsensusSettings, consensus_job, dog_cut  # noqa: E402
 from picker_gui.core.coords import CoordinateTable  # noqa: E402
 from picker_gui.core.formats import read_coordinates, write_coordinates  # noqa: E402
@@ -303,7 +304,9 @@ def run(dataset: str, seed: int, args) -> list[dict]:
     # today (AND of all three is bounded by the weakest picker's recall: APPLE finds ~15 %).
     settings = ConsensusSettings(diameter_a=data["diameter_a"], train=True, seed=seed, device="cpu",
                                  max_minutes=args.max_minutes, min_positives=64, min_votes=min(args.min_votes, len(sets)),
-                                 off_centre_negatives=not args.no_off_centre)
+                                 off_centre_negatives=not args.no_off_centre,
+                                 rank=tuple(args.rank) if args.rank else None, rejected_fraction=args.rejected_fraction,
+                                 positive_rank_quantile=args.positive_rank_quantile)
     t1 = time.perf_counter()
     # The user's labels (the 200 the PU picker learnt from, on the training micrographs) join
     # the positives, as the window passes them; --no-labels leaves them out (the paper's setting).
@@ -382,6 +385,13 @@ def main() -> None:
     ap.add_argument("--inputs", nargs="+", default=["dog", "apple", "ours"], choices=["dog", "apple", "ours", "topaz", "topaz-trained"],
                     help="input pickers (ours always; topaz: Topaz's pretrained general model, zero-shot, "
                          "needs benchmarks/topaz/setup_topaz.sh)")
+    ap.add_argument("--rank", nargs="+", default=None, metavar="PICKER",
+                    help="rank-guided network: the mean rank in these input pickers also chooses its examples "
+                         "(picker-gui consensus --train --rank)")
+    ap.add_argument("--rejected-fraction", type=float, default=REJECTED_FRACTION,
+                    help="rank-guided: this fraction of the OR picks, the lowest by mean rank, joins NEG")
+    ap.add_argument("--positive-rank-quantile", type=float, default=POSITIVE_RANK_QUANTILE,
+                    help="rank-guided: agreed picks below this quantile of the mean ranks are no positives")
     ap.add_argument("--min-votes", type=int, default=2, help="pickers that must agree for a positive")
     ap.add_argument("--out", default="bench_out/consensus")
     args = ap.parse_args()

@@ -17,6 +17,7 @@ from picker_gui.core.consensus import (
     merge_sets,
     negatives,
     off_centre_negatives,
+    rank_guided_examples,
     sample_negatives,
     self_consensus,
 )
@@ -254,3 +255,28 @@ def test_rank_scores_by_hand():
     np.testing.assert_allclose(cons.rank_scores(["b", "a"]), cons.rank_scores(["a", "b"]))
     with pytest.raises(UsageError, match="no set named 'z'"):
         cons.rank_scores(["z"])
+
+
+def test_rank_guided_examples_by_hand():
+    """The ranked sets choose the network's examples: the lowest-ranked fraction of OR joins
+    NEG (agreed or not), and agreed picks below the quantile of the ranks are no positives."""
+    a = CoordinateTable.from_arrays("m1", [10, 50, 90, 130], [10, 10, 10, 10], score=[0.9, 0.5, 0.1, 0.7])
+    b = CoordinateTable.from_arrays("m1", [10, 50, 200], [10, 10, 10], score=[0.2, 0.8, 0.5])
+    c = CoordinateTable.from_arrays("m1", [10, 300], [10, 10])
+    cons = merge_sets([PickSet("a", a), PickSet("b", b), PickSet("c", c)], radius=3)
+    agreed = cons.at_least(2)
+    assert agreed.tolist() == [True, True, False, False, False, False]
+    # Mean ranks in a and b: x=10 0.667, 50 0.75, 90 0.125, 130 0.375, 200 0.333, 300 0.
+    pos, rej = rank_guided_examples(cons, agreed, ["a", "b"], rejected_fraction=1 / 3, positive_quantile=0.5)
+    assert rej.tolist() == [2, 5] and pos.tolist() == agreed.tolist()
+    # A higher quantile (0.708) leaves out x=10, agreed by all three sets but ranked below it.
+    pos, _ = rank_guided_examples(cons, agreed, ["a", "b"], rejected_fraction=1 / 3, positive_quantile=0.9)
+    assert pos.tolist() == [False, True, False, False, False, False]
+    # Ranked by b alone, x=10 (b's lowest) is among the 4 lowest: rejected, so no positive.
+    pos, rej = rank_guided_examples(cons, agreed, ["b"], rejected_fraction=4 / 6, positive_quantile=0)
+    assert rej.tolist() == [0, 2, 3, 5] and pos.tolist() == [False, True, False, False, False, False]
+    # Nothing to reject, no quantile: the agreed picks as they were; the input is not changed.
+    pos, rej = rank_guided_examples(cons, agreed, None, rejected_fraction=0, positive_quantile=0)
+    assert not len(rej) and pos.tolist() == agreed.tolist() and pos is not agreed
+    with pytest.raises(UsageError, match="in \\[0, 1\\)"):
+        rank_guided_examples(cons, agreed, None, rejected_fraction=1.0)

@@ -115,6 +115,32 @@ def test_training_scores_or_with_true_picks_above_false_ones(data):
     assert (d.min(1) >= DIAMETER_PX / 2 - 1e-6).all()
 
 
+def test_rank_guided_training_learns_the_picks_the_ranked_sets_reject(data):
+    """With rank and training, the OR picks ranked lowest join NEG as "rejected" and the
+    network scores the true picks above the false ones."""
+    paths, truth, a, b = data
+    # Scores that rank true picks higher, but not perfectly (the fixture's are random).
+    rng = np.random.default_rng(5)
+    a, b = (t.replace(score=0.5 * _true_mask(t.replace(micrograph=[m.split("/")[-1].replace(".mrc", "_DW.mrc")
+                                                                    if "_DW" not in m else m for m in t.micrograph]),
+                                             truth) + rng.random(len(t))) for t in (a, b))
+    sets = [PickSet("a", a), PickSet("b", b)]
+    settings = _settings(rank=("a", "b"), rejected_fraction=0.2, positive_rank_quantile=0.3)
+    result = run_job(consensus_job(paths, sets, settings))
+    merged = run_job(consensus_job(paths, sets, _settings(train=False))).sets
+    neg = result.negatives
+    rejected = neg[neg.source == "rejected"]
+    assert len(rejected) == round(0.2 * len(merged.table))
+    # They are OR picks (the merged clusters), the lowest ranked: mostly false ones.
+    for x, y, key in zip(rejected.x, rejected.y, rejected.keys):
+        at = merged.table[(merged.table.keys == key) & (merged.table.x == x) & (merged.table.y == y)]
+        assert len(at) == 1
+    assert _true_mask(rejected, truth).mean() < 0.2
+    cons = result.sets
+    true = _true_mask(cons.table, truth)
+    assert cons.table.score[true].mean() > cons.table.score[~true].mean() + 0.2
+
+
 def test_the_built_in_picker_is_a_set(data):
     paths, truth, a, _ = data
     result = run_job(consensus_job(paths, [PickSet("a", a)], _settings(train=False, dog=True, expected_per_micrograph=40)))
