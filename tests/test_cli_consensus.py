@@ -110,10 +110,21 @@ def test_rank_scores_the_or_set_without_training(files, capsys):
                  "--out", str(out1)]) == 0
     df1 = pd.read_csv(out1)
     assert (df1.score[df1.found_by_first == 0] == 0).all() and (df1.score[df1.found_by_first == 1] > 0).all()
-    # Clear errors: --rank with --train, a set that does not exist.
-    assert main(["consensus", str(files / "a.txt"), "--rank", "--train", "--micrographs", str(files / "mics"),
-                 "--diameter-a", "32", "--out", str(files / "x.csv")]) == 2
-    assert "--rank" in capsys.readouterr().err
+    # A clear error: a set that does not exist.
     assert main(["consensus", str(files / "a.txt"), "--rank", "zz", "--micrographs", str(files / "mics"),
                  "--diameter-a", "32", "--out", str(files / "x.csv")]) == 2
     assert "no set named 'zz'" in capsys.readouterr().err
+
+
+def test_train_with_rank_guides_the_network(files, capsys):
+    """--train --rank: the network trains on examples the ranks chose and scores every OR pick."""
+    out = files / "guided.csv"
+    code = main(["consensus", f"first={files / 'a.txt'}", f"second={files / 'b_picks.star'}", "--train", "--rank",
+                     "first", "second", "--min-positives", "20", "--ensemble", "1", "--max-minutes", "0.05",
+                     "--micrographs", str(files / "mics"), "--diameter-a", str(8 * PIXEL), "--box-a", str(16 * PIXEL),
+                     "--out", str(out)])
+    assert code == 0
+    df = pd.read_csv(out)
+    assert ((df.score >= 0) & (df.score <= 1)).all() and df.score.nunique() > 10  # the network's, not votes / 2
+    err = capsys.readouterr().err
+    assert "ranked by first, second" in err and "ranked lowest join NEG" in err

@@ -13,13 +13,18 @@ With --train a small CNN (Deep Consensus, Sanchez-Garcia et al. 2018) learns AND
 K-of-N) against random spots away from every pick (NEG) and scores every OR pick in
 [0, 1]; --rank scores it, without training, by the mean of its ranks in the sets (those
 named, or all): where independent pickers agree each ranks a particle high; otherwise a
-pick's score is the fraction of sets that found it. --out FILE.csv
+pick's score is the fraction of sets that found it. --train with --rank (rank-guided):
+the ranks also choose the network's examples: the 30 % of OR picks ranked lowest join NEG
+(what the pickers got wrong, which random spots never show the network), and only agreed
+picks in the top half of the ranks are positives. --out FILE.csv
 writes the whole scored OR set (score, votes, and which set found each pick); any other
 coordinate format writes the picks scoring at least --cut, scores as the figure of merit.
 
 examples:
   picker-gui consensus topaz=picks.txt cryolo=CBOX/ --micrographs mics/ --diameter-a 180 --train --out consensus.csv
   picker-gui consensus ours=picks.star topaz=topaz.txt --micrographs mics/ --diameter-a 180 --rank --out ranked.csv
+  picker-gui consensus ours=picks.star topaz=topaz.txt --dog --min-votes 2 --micrographs mics/ --diameter-a 180 \
+      --train --rank ours topaz --out consensus.csv
   picker-gui consensus autopick.star --dog --micrographs mics/ --diameter-a 180 --train --cut 0.5 --out kept.star
 """
 
@@ -65,8 +70,9 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--expected-per-micrograph", type=positive_float, metavar="N", help="particles per micrograph: the built-in picker keeps this many (default: half its candidates)")
     parser.add_argument("--train", action="store_true", help="train the consensus network and score every OR pick with it")
     parser.add_argument("--rank", nargs="*", metavar="SET", default=None,
-                        help="no training: score every OR pick by its mean rank in these ranked sets (all when none is "
-                             "named); where strong, independent pickers agree the score stays high")
+                        help="score every OR pick by its mean rank in these ranked sets (all when none is named); where "
+                             "strong, independent pickers agree the score stays high. With --train: the ranks choose the "
+                             "network's examples (the lowest-ranked 30%% of OR join NEG; positives: agreed picks in the top half)")
     parser.add_argument("--negatives", type=Path, metavar="FILE", help="coordinates of things that are not particles (ice, carbon), more negatives for the network")
     parser.add_argument("--labels", type=Path, metavar="FILE", help="your labels (e.g. a project's labels.star): particles join the agreed picks as positives, negatives join NEG")
     parser.add_argument("--min-positives", type=positive_int, default=256, metavar="N", help="refuse to train on fewer positives than N (default 256, as Xmipp)")
@@ -118,8 +124,6 @@ def main(args: argparse.Namespace) -> int:
     else:
         fmt = check_coordinate_output(args.out, args.format, inputs=inputs, box_size=args.box_size, n_micrographs=len(paths))
     check_device_name(args.device)
-    if args.train and args.rank is not None:
-        raise UsageError("give --train (the network scores) or --rank (the sets' ranks score), not both", option="--rank")
     sets = []
     for name, path in named:
         table = read_coordinates(path)
