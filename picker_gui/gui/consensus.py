@@ -43,6 +43,8 @@ class ConsensusController(QObject):
         #: Extra ConsensusSettings fields (tests bound the network's time with it).
         self.overrides: dict = {}
         self.device = "auto"
+        #: Train guided by the ranks of the sets with scores (ConsensusSettings.rank with training).
+        self.guided = False
         jobs.changed.connect(lambda *_: self.running_changed.emit())
 
     @property
@@ -160,6 +162,9 @@ class ConsensusController(QObject):
                   "expected_per_micrograph": s.expected_per_micrograph,
                   "merge_radius_a": self.state.radius_px * px if px and self.state.radius_px else None,
                   "device": self.device, "train": True}
+        ranked = tuple(st.name for st in self.state.sets if st.has_scores)
+        if self.guided and ranked:
+            values["rank"] = ranked
         values.update(self.overrides)
         return ConsensusSettings(**values)
 
@@ -200,8 +205,10 @@ class ConsensusController(QObject):
     def _on_trained(self, result) -> None:
         self.state.set_result(result.sets, result.negatives, scored=result.model is not None)
         acc = ", ".join(f"{a:.3f}" for a in result.model.val_accuracy) if result.model else "—"
+        n_rejected = int((result.negatives.source == "rejected").sum()) if len(result.negatives) else 0
+        guided = f"; it learnt the {n_rejected:,} picks the sets ranked lowest as negatives" if n_rejected else ""
         self.training_finished.emit(f"Consensus network{' (stopped)' if result.stopped else ''}: validation accuracy "
-                                    f"{acc}; {len(result.sets.table):,} picks scored")
+                                    f"{acc}; {len(result.sets.table):,} picks scored{guided}")
 
 
 class ConsensusView(QObject):
@@ -232,6 +239,7 @@ class ConsensusView(QObject):
         p.radius_changed.connect(self._on_radius_changed)
         p.min_votes_changed.connect(self.state.set_min_votes)
         p.train_requested.connect(c.train)
+        p.guided.toggled.connect(lambda on: setattr(c, "guided", on))
         p.rank_requested.connect(self.rank)
         p.stop_requested.connect(c.stop)
         p.export_requested.connect(self.export_dialog)

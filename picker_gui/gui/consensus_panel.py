@@ -160,6 +160,10 @@ class ConsensusPanel(QWidget):
         trow.addWidget(self.train)
         trow.addWidget(self.rank)
         trow.addWidget(self.stop)
+        self.guided = QCheckBox("Train guided by the sets' ranks")
+        self.guided.setToolTip("The network also learns from the picks the sets with scores rank lowest (as negatives) "
+                               "and takes as positives only agreed picks in the top half of their ranks. Better where "
+                               "two or more strong pickers with scores take part; remove weak ones first")
         self.status = QLabel("")
         self.status.setWordWrap(True)
         self.plot = pg.PlotWidget(background=BACKGROUND)
@@ -195,6 +199,7 @@ class ConsensusPanel(QWidget):
         layout.addLayout(form)
         layout.addWidget(self.counts)
         layout.addLayout(trow)
+        layout.addWidget(self.guided)
         layout.addWidget(self.status)
         layout.addWidget(self.plot)
         layout.addWidget(self.threshold)
@@ -295,6 +300,7 @@ class ConsensusPanel(QWidget):
     def set_training(self, running: bool) -> None:
         self.train.setEnabled(not running)
         self.rank.setEnabled(not running)
+        self.guided.setEnabled(not running)
         self.stop.setEnabled(running)
         for b in (self.add_file, self.add_picks, self.add_dog, self.remove, self.radius, self.votes):
             b.setEnabled(not running)

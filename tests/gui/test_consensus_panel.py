@@ -171,3 +171,27 @@ def test_rank_by_sets_scores_the_picks_without_training(qtbot, project, monkeypa
     np.testing.assert_array_equal(np.sort(view.state.scores()), before)  # ranked from the merge again, not the last ranks
     view.state.remove_set("topaz")
     assert not view.state.scored
+
+
+def test_training_guided_by_the_sets_ranks(qtbot, project, monkeypatch):
+    """Tick "Train guided by the sets' ranks", train from the menu: the lowest-ranked picks
+    are the network's negatives, and the status line says so."""
+    folder, truth, files = project
+    win = _window(qtbot, folder)
+    view, panel = win.consensus, win.consensus_panel
+    _add_file(win, monkeypatch, files["cryolo"])
+    _add_file(win, monkeypatch, files["topaz"])
+    n_or = view.state.counts()["or"]
+    assert not panel.guided.isChecked()
+    qtbot.mouseClick(panel.guided, Qt.MouseButton.LeftButton)
+    assert panel.guided.isChecked() and view.controller.settings().rank == ("cryolo", "topaz")
+    menu_action(win, "Consensus", "Train consensus").trigger()
+    assert not panel.guided.isEnabled()  # not while training
+    qtbot.waitUntil(lambda: not view.controller.training and view.state.scored, timeout=GUARD_MS)
+    rejected = view.state.negatives[view.state.negatives.source == "rejected"]
+    assert len(rejected) == round(0.3 * n_or)
+    assert f"the {len(rejected):,} picks the sets ranked lowest" in panel.status.text()
+    assert panel.guided.isEnabled()
+    # Unticked: plain Deep Consensus again.
+    qtbot.mouseClick(panel.guided, Qt.MouseButton.LeftButton)
+    assert view.controller.settings().rank is None
