@@ -59,8 +59,7 @@ sys.path.insert(0, str(HERE.parent))
 
 import vs_topaz  # noqa: E402  (datasets, preprocessing, labels: the same as the Topaz benchmark)
 
-from picker_gui.core.consensus import PickSet  # noqa: E402
-from picker_gui.core.consensus import POSITIVE_RANK_QUANTILE, REJECTED_FRACTION  # noqa: E402
+from picker_gui.core.consensus import POSITIVE_RANK_QUANTILE, REJECTED_FRACTION, PickSet  # noqa: E402
 from picker_gui.core.consensus_job import ConsensusSettings, consensus_job, dog_cut  # noqa: E402
 from picker_gui.core.coords import CoordinateTable  # noqa: E402
 from picker_gui.core.formats import read_coordinates, write_coordinates  # noqa: E402
