@@ -4,7 +4,10 @@ For every OR cluster of ``bench_out/consensus/TAG/DATASET_seedN/consensus.npz``:
 picker's score (``--pickers``; its score where it found the cluster, else that of its
 nearest candidate within the particle radius, below its cut too, else its lowest), the mean
 of the pickers' ranks (training-free: where independent pickers agree, both rank a pick
-high), and a weighted mean of the network's rank with that (network weight w). Printed:
+high), a weighted mean of the network's rank with that (network weight w), weighted means
+of the pickers' ranks (``--pick-weights``: the weight on the first), and the posterior of a
+two-component Gaussian mixture fitted to the pickers' scores (which weighs a picker by how
+well its scores separate, where the mean rank weighs them alike). Printed:
 F1 / MCC of each picker at its cut and over all its picks, of the mean rank, of the network
 alone and of each fusion, scored as ``consensus.py`` scores (same population, one-to-one
 matching). No training: seconds per run.
@@ -57,6 +60,40 @@ def everywhere(z, picker: str, full: CoordinateTable, reach: float) -> np.ndarra
     return scores
 
 
+def mixture_posterior(score_sets: list[np.ndarray], iterations: int = 200, transform: str = "normal") -> np.ndarray:
+    """P(particle) under a two-component Gaussian mixture (full covariances) fitted to the
+    pickers' normal scores (each picker's ranks mapped through the inverse normal CDF). A
+    picker whose scores separate the two components well pulls the posterior more than a
+    noisier one, where the mean rank weighs them alike. The component with the higher
+    mean is the particles'."""
+    from scipy.stats import multivariate_normal, norm
+
+    if transform == "normal":
+        x = np.column_stack([norm.ppf((rankdata(s) - 0.5) / len(s)) for s in score_sets])
+    else:  # the scores themselves, standardised (logits: roughly normal within each class)
+        x = np.column_stack([(s - s.mean()) / s.std() for s in score_sets])
+    mean_rank = x.mean(axis=1)
+    r = (mean_rank > np.median(mean_rank)).astype(float)  # start: the top half of the mean rank
+    for _ in range(iterations):
+        w = r.mean()
+        comps = []
+        for resp in (r, 1 - r):
+            mu = (resp[:, None] * x).sum(0) / resp.sum()
+            d = x - mu
+            cov = (resp[:, None, None] * d[:, :, None] * d[:, None, :]).sum(0) / resp.sum() + 1e-3 * np.eye(x.shape[1])
+            comps.append((mu, cov))
+        p1 = w * multivariate_normal(comps[0][0], comps[0][1]).pdf(x)
+        p0 = (1 - w) * multivariate_normal(comps[1][0], comps[1][1]).pdf(x)
+        new = p1 / np.maximum(p1 + p0, 1e-300)
+        if np.max(np.abs(new - r)) < 1e-6:
+            r = new
+            break
+        r = new
+    if comps[0][0].sum() < comps[1][0].sum():
+        r = 1 - r
+    return r
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tag", required=True)
@@ -64,6 +101,8 @@ def main() -> None:
     ap.add_argument("--seeds", nargs="+", type=int, default=[0])
     ap.add_argument("--weights", nargs="+", type=float, default=[0.3, 0.5, 0.7])
     ap.add_argument("--pickers", nargs="+", default=["ours"], help="ranked input pickers whose ranks are averaged")
+    ap.add_argument("--pick-weights", nargs="*", type=float, default=[],
+                    help="also a weighted mean of the pickers' ranks: this weight on the first, the rest shared")
     ap.add_argument("--out", default="bench_out/consensus")
     args = ap.parse_args()
     print("dataset\tseed\tmethod\tf1\tmcc")
@@ -92,6 +131,14 @@ def main() -> None:
                 stored = ConsensusSets(set_names, CoordinateTable.from_arrays([f"{k}.mrc" for k in z["keys"]], z["x"],
                                                                               z["y"]), z["found_by"], z["set_scores"], 1.0, names)
                 variants[f"--rank {' '.join(args.pickers)}"] = stored.rank_scores(args.pickers)
+                rl = list(ranks.values())
+                raw = [everywhere(z, p, f, half) for p, f in fulls.items()]
+                variants["mixture posterior, standardised scores"] = (
+                    mixture_posterior(raw, transform="standard") + 1e-6 * rankdata(mean_rank) / len(mean_rank))
+                for w in args.pick_weights:
+                    variants[f"{w:g} x {args.pickers[0]} + rest"] = w * rl[0] + (1 - w) * np.mean(rl[1:], axis=0)
+                variants["mixture posterior, normal scores of the ranks"] = (
+                    mixture_posterior(rl) + 1e-6 * rankdata(mean_rank) / len(mean_rank))
             full = fulls[args.pickers[0]]
             for i, (name, score) in enumerate(variants.items()):
                 table = CoordinateTable.from_arrays([f"{k}.mrc" for k in z["keys"]], z["x"], z["y"], score=score)
