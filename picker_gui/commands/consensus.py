@@ -1,7 +1,7 @@
 """Combine several pickers' coordinate sets: AND/OR sets and a Deep Consensus network.
 
 Each SET is a coordinate file or folder in any format picker-gui reads (RELION STAR,
-cryoSPARC .cs, crYOLO .cbox, EMAN .box, Topaz text, CSV), optionally named NAME=PATH.
+cryoSPARC .cs, crYOLO .cbox, EMAN .box, Topaz text, CSV, JSON), optionally named NAME=PATH.
 Micrograph names are matched to the micrographs robustly (folders, extensions and
 suffixes such as _DW or _autopick do not matter). Picks of different sets within the merge
 radius (default 0.1 x the box, as Xmipp) are one particle with one vote per set; AND is

@@ -1,7 +1,7 @@
 """Convert particle coordinates between file formats.
 
 Reads any format picker-gui reads (RELION STAR in its three shapes, EMAN .box, Topaz text,
-CSV, crYOLO .cbox, cryoSPARC .cs) and writes any it writes. The format comes from the
+CSV, crYOLO .cbox, cryoSPARC .cs, JSON picks) and writes any it writes. The format comes from the
 extension unless --from/--to say otherwise; per-micrograph formats (relion, box) read and
 write folders of files. --scale multiplies coordinates (e.g. 4 for picks made on a
 4x-binned grid); then --flip-y measures y from the other edge (y -> height - y), with the

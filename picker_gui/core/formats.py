@@ -23,6 +23,10 @@ name                      read   write  what it is
 ``csv``                   yes    yes    ``micrograph,x,y,score,kind,source`` (picker-gui's own)
 ``cbox``                  yes    --     crYOLO CBOX (``data_cryolo``; lower-left corners)
 ``cs``                    yes    --     cryoSPARC ``.cs`` numpy structured array
+``json``                  yes    --     a JSON list of picks, ``[{"x": .., "y": .., "score": ..}, ..]``
+                                        (Magellon's ``*_picks.json``), or such a list under
+                                        ``particles``/``picks``/``coordinates``; one micrograph
+                                        per file unless the records name theirs
 ========================  =====  =====  ========================================================
 
 Transformations at the edge
@@ -58,6 +62,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import logging
 import math
 import os
@@ -787,6 +792,78 @@ def _read_csv(path: Path, opts: _ReadOptions) -> CoordinateTable:
     return _table_from_rows(path, header, header_line, rows, opts)
 
 
+#: Keys under which a JSON object may hold its list of picks.
+_JSON_LIST_KEYS = ("particles", "picks", "coordinates", "coords", "boxes")
+
+
+def _read_json(path: Path, opts: _ReadOptions) -> CoordinateTable:
+    """``json``: a list of picks, each an object with x/y (the CSV header's names, any case) and
+    optionally a score and a micrograph, or ``[x, y]`` / ``[x, y, score]``; the list may sit under
+    one of :data:`_JSON_LIST_KEYS`. Other fields (Magellon's ``id``) are ignored. Without a
+    micrograph field the name is the file's (``--micrograph`` wins), as for ``.box``.
+    """
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CoordinateFormatError(path, f"cannot read the file ({getattr(exc, 'strerror', None) or exc})") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise CoordinateFormatError(path, f"not valid JSON ({exc.msg}, column {exc.colno})", line=exc.lineno) from None
+    if isinstance(data, dict):
+        keys = [k for k in data if str(k).lower() in _JSON_LIST_KEYS and isinstance(data[k], list)]
+        if len(keys) != 1:
+            raise CoordinateFormatError(
+                path, f"a JSON object needs one list of picks under {'/'.join(_JSON_LIST_KEYS)} "
+                      f"(found keys: {', '.join(map(str, data)) or 'none'})")
+        data = data[keys[0]]
+    if not isinstance(data, list):
+        raise CoordinateFormatError(path, f"expected a list of picks, found a JSON {type(data).__name__}")
+    lookup = {alias: canon for canon, aliases in _ALIASES.items() for alias in aliases}
+    default_name = opts.micrograph if opts.micrograph is not None else path.stem
+    names, xs, ys, scores = [], [], [], []
+
+    def value(v: object, i: int, what: str, optional: bool = False) -> float:
+        where = f"pick {i + 1} ({what})"
+        if v is None and optional:
+            return math.nan
+        if isinstance(v, bool) or not isinstance(v, (int, float, str)):
+            raise CoordinateFormatError(path, f"{where}: {v!r} is not a number")
+        try:
+            return float(v)
+        except ValueError:
+            raise CoordinateFormatError(path, f"{where}: {v!r} is not a number") from None
+
+    for i, rec in enumerate(data):
+        if isinstance(rec, dict):
+            fields: dict[str, object] = {}
+            for key, v in rec.items():
+                canon = lookup.get(str(key).strip().lstrip("_").lower())
+                if canon is not None and canon not in fields:
+                    fields[canon] = v
+            missing = [c for c in ("x", "y") if c not in fields]
+            if missing:
+                raise CoordinateFormatError(
+                    path, f"pick {i + 1} has no {' or '.join(missing)} (found: {', '.join(map(str, rec)) or 'nothing'}; "
+                          f"accepted names: x = {'|'.join(_ALIASES['x'])}, y = {'|'.join(_ALIASES['y'])})")
+            xs.append(value(fields["x"], i, "x"))
+            ys.append(value(fields["y"], i, "y"))
+            scores.append(value(fields.get("score"), i, "score", optional=True))
+            mic = fields.get("micrograph")
+            names.append(str(mic).strip() if mic not in (None, "") else default_name)
+        elif isinstance(rec, list) and len(rec) in (2, 3):
+            xs.append(value(rec[0], i, "x"))
+            ys.append(value(rec[1], i, "y"))
+            scores.append(value(rec[2], i, "score", optional=True) if len(rec) == 3 else math.nan)
+            names.append(default_name)
+        else:
+            raise CoordinateFormatError(path, f"pick {i + 1}: expected an object with x and y or a list "
+                                              f"[x, y(, score)], found {json.dumps(rec)[:60]}")
+    x, y = np.asarray(xs, dtype=np.float64), np.asarray(ys, dtype=np.float64)
+    _check_finite(path, x, y)
+    return CoordinateTable.from_arrays(names if names else default_name, x, y, np.asarray(scores, dtype=np.float64))
+
+
 _NUMPY_MAGIC = b"\x93NUMPY"
 
 
@@ -1040,6 +1117,7 @@ _FORMATS: dict[str, _Format] = {
         _Format("csv", (".csv",), _read_csv, _write_csv),
         _Format("cbox", (".cbox",), _read_cbox, None, per_micrograph=True),
         _Format("cs", (".cs",), _read_cs, None),
+        _Format("json", (".json",), _read_json, None, per_micrograph=True),
     )
 }
 
@@ -1050,11 +1128,17 @@ WRITE_FORMATS: tuple[str, ...] = tuple(n for n, f in _FORMATS.items() if f.write
 
 #: File extension -> format, for reading (``.star`` is sniffed) and for writing.
 _READ_BY_EXTENSION = {".star": "star", ".box": "box", ".txt": "topaz", ".tsv": "topaz", ".csv": "csv",
-                      ".cbox": "cbox", ".cs": "cs"}
+                      ".cbox": "cbox", ".cs": "cs", ".json": "json"}
 _WRITE_BY_EXTENSION = {".star": "star-particles", ".box": "box", ".txt": "topaz", ".tsv": "topaz",
                        ".csv": "csv"}
 #: Names accepted for writing that stand for another format.
 _WRITE_ALIASES = {"star": "star-particles"}
+
+
+def read_file_filter() -> str:
+    """A file dialog's name filter for every readable coordinate file (from the registry)."""
+    patterns = " ".join(f"*{ext}" for ext in _READ_BY_EXTENSION)
+    return f"Coordinates ({patterns});;All files (*)"
 
 
 def _known(for_writing: bool) -> str:
@@ -1124,7 +1208,7 @@ def detect_format(path: str | os.PathLike[str], *, for_writing: bool = False) ->
     if fmt is None:
         raise CoordinateFormatError(p, f"unknown coordinate file extension {ext or '(none)'!r}; "
                                        f"known formats: "
-                                       f"{_known(False)} (.star, .box, .txt/.tsv, .csv, .cbox, .cs)")
+                                       f"{_known(False)} (.star, .box, .txt/.tsv, .csv, .cbox, .cs, .json)")
     if fmt == "star":
         return _sniff_star_text(p) or "star"  # "star": let the reader report what is missing
     return fmt
@@ -1147,7 +1231,7 @@ def _detect_folder_format(folder: Path) -> str:
                 counts[fmt] = counts.get(fmt, 0) + 1
     if not counts:
         raise CoordinateFormatError(folder, "no per-micrograph coordinate files (RELION .star, EMAN .box, "
-                                            "crYOLO .cbox) in this folder")
+                                            "crYOLO .cbox, JSON picks) in this folder")
     if len(counts) > 1:
         found = ", ".join(f"{fmt} ({n} files)" for fmt, n in counts.items())
         raise CoordinateFormatError(folder, f"the folder holds coordinate files of several formats: {found}; "

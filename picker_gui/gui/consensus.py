@@ -20,6 +20,7 @@ from picker_gui.core.consensus import align_to_micrographs
 from picker_gui.core.consensus_state import ConsensusState
 from picker_gui.core.coords import NEGATIVE, PARTICLE
 from picker_gui.core.errors import PickerError
+from picker_gui.core.formats import read_file_filter
 
 logger = logging.getLogger(__name__)
 
@@ -406,7 +407,7 @@ class ConsensusView(QObject):
         if path is None:
             path, _ = QFileDialog.getOpenFileName(
                 self.window, "Add a picker's coordinates", str(self.window.project.folder),
-                "Coordinates (*.star *.box *.txt *.tsv *.csv *.cbox *.cs);;All files (*)")
+                read_file_filter())
             if not path:
                 return None
         name = self.controller.add_file(path)

@@ -103,7 +103,7 @@ class ConsensusPanel(QWidget):
         self.table.itemChanged.connect(self._on_item_changed)
         self.add_file = QPushButton("Add file…")
         self.add_file.setToolTip("Add a picker's coordinates: RELION STAR, cryoSPARC .cs, crYOLO .cbox, EMAN .box, "
-                                 "Topaz text or CSV (micrograph names are matched to the open ones)")
+                                 "Topaz text, CSV or JSON (micrograph names are matched to the open ones)")
         self.add_picks = QPushButton("Our picks")
         self.add_picks.setToolTip("Add this project's picks at the current pick threshold as a set")
         self.add_dog = QPushButton("Built-in")

@@ -33,7 +33,7 @@ from PyQt6.QtWidgets import (
 
 from picker_gui.core.coords import NEGATIVE, PARTICLE, CoordinateTable, micrograph_key
 from picker_gui.core.errors import MicrographError, PickerError
-from picker_gui.core.formats import read_coordinates, write_coordinates
+from picker_gui.core.formats import read_coordinates, read_file_filter, write_coordinates
 from picker_gui.core.labels import LabelStore
 from picker_gui.core.mrc_io import find_micrographs, read_header, unique_micrographs
 from picker_gui.core.project import Project, ProjectLockedError, project_title, recent_projects, remember_project
@@ -971,7 +971,7 @@ class MainWindow(QMainWindow):
         if not self._can_edit():
             return 0
         if path is None:
-            path, _ = QFileDialog.getOpenFileName(self, "Import coordinates", str(self.project.folder), "Coordinates (*.star *.box *.txt *.tsv *.csv *.cbox *.cs);;All files (*)")
+            path, _ = QFileDialog.getOpenFileName(self, "Import coordinates", str(self.project.folder), read_file_filter())
             if not path:
                 return 0
         path = Path(path)

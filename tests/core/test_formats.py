@@ -94,7 +94,7 @@ def assert_problem(exc_info: pytest.ExceptionInfo, path: Path, *fragments: str) 
 # --------------------------------------------------------------------------------------------
 def test_format_names():
     assert READ_FORMATS == ("star", "relion", "relion-list", "star-particles", "labels", "box", "topaz", "csv",
-                            "cbox", "cs")
+                            "cbox", "cs", "json")
     assert WRITE_FORMATS == ("relion", "relion-list", "star-particles", "labels", "box", "topaz", "csv")
 
 
@@ -523,6 +523,75 @@ def test_bad_cryosparc_cs(tmp_path):
     with pytest.raises(CoordinateFormatError) as exc:
         read_coordinates(path)
     assert_error(exc, path, "location/center_y_frac")
+
+
+def test_read_magellon_json_picks(tmp_path):
+    """Magellon's per-micrograph ``*_picks.json``: a list of {x, y, score, id}; the name from the file."""
+    path = tmp_path / "24dec03a_00018ex_picks.json"
+    path.write_text('[\n {"x": 3896, "y": 376, "score": 5.6, "id": "tp-0"},\n'
+                    ' {"x": 672, "y": 3200.5, "score": -1.25, "id": "tp-1"}\n]\n')
+    assert detect_format(path) == "json"
+    table = read_coordinates(path, scale=0.125)
+    assert table.micrographs() == ["24dec03a_00018ex_picks"]
+    np.testing.assert_allclose(table.xy(), [[487.0, 47.0], [84.0, 400.0625]])
+    np.testing.assert_allclose(table.score, [5.6, -1.25])
+    assert read_coordinates(path, micrograph="mic7.mrc").micrographs() == ["mic7"]
+
+
+def test_read_json_shapes(tmp_path):
+    """Under a key, with micrograph names and aliases in any case, or as [x, y(, score)] lists."""
+    keyed = tmp_path / "all.json"
+    keyed.write_text('{"version": 2, "Particles": [{"Micrograph": "a.mrc", "X_Coord": 1, "y_coord": 2},'
+                     ' {"micrograph": "b.mrc", "x": "3.5", "y": 4, "confidence": null}]}')
+    table = read_coordinates(keyed)
+    assert table.micrographs() == ["a", "b"]
+    np.testing.assert_allclose(table.xy(), [[1, 2], [3.5, 4]])
+    assert not table.has_scores
+    lists = tmp_path / "mic9.json"
+    lists.write_text("[[10, 20, 0.5], [30, 40, 0.25]]")
+    table = read_coordinates(lists)
+    assert table.micrographs() == ["mic9"]
+    np.testing.assert_allclose(table.xy(), [[10, 20], [30, 40]])
+    np.testing.assert_allclose(table.score, [0.5, 0.25])
+    empty = tmp_path / "none.json"
+    empty.write_text("[]")
+    assert len(read_coordinates(empty)) == 0
+
+
+def test_read_folder_of_json_picks(tmp_path):
+    folder = tmp_path / "picks"
+    folder.mkdir()
+    (folder / "m1_picks.json").write_text('[{"x": 1, "y": 2, "score": 3}]')
+    (folder / "m2_picks.json").write_text('[{"x": 4, "y": 5, "score": 6}, {"x": 7, "y": 8, "score": 9}]')
+    assert detect_format(folder) == "json"
+    table = read_coordinates(folder)
+    assert sorted(table.micrographs()) == ["m1_picks", "m2_picks"]
+    assert len(table) == 3
+
+
+@pytest.mark.parametrize("text, fragments", [
+    ('[{"x": 1, "y": 2}', ("not valid JSON", "line 1")),
+    ('{"a": 1}', ("needs one list of picks", "found keys: a")),
+    ('"hello"', ("expected a list of picks", "str")),
+    ('[{"x": 1, "y": 2}, {"x_ds8": 1, "y_ds8": 2}]', ("pick 2 has no x or y", "x_ds8")),
+    ('[{"x": 1, "y": "up"}]', ("pick 1 (y)", "'up' is not a number")),
+    ('[{"x": 1, "y": true}]', ("pick 1 (y)", "not a number")),
+    ('[{"x": 1, "y": 2}, [1, 2, 3, 4]]', ("pick 2", "expected an object")),
+    ('[{"x": 1, "y": null}]', ("pick 1 (y)", "not a number")),
+])
+def test_bad_json(tmp_path, text, fragments):
+    path = tmp_path / "bad_picks.json"
+    path.write_text(text)
+    with pytest.raises(CoordinateFormatError) as exc:
+        read_coordinates(path)
+    assert_error(exc, path, *fragments)
+
+
+def test_read_file_filter_lists_every_readable_extension():
+    text = formats.read_file_filter()
+    for ext in (".star", ".box", ".txt", ".tsv", ".csv", ".cbox", ".cs", ".json"):
+        assert f"*{ext}" in text
+    assert text.endswith(";;All files (*)")
 
 
 # --------------------------------------------------------------------------------------------
