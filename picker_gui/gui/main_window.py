@@ -31,6 +31,7 @@ from PyQt6.QtWidgets import (
     QWidget,
 )
 
+from picker_gui.core.consensus import align_to_micrographs
 from picker_gui.core.coords import NEGATIVE, PARTICLE, CoordinateTable, micrograph_key
 from picker_gui.core.errors import MicrographError, PickerError
 from picker_gui.core.formats import read_coordinates, read_file_filter, write_coordinates
@@ -78,6 +79,12 @@ SHORTCUTS = [
     ("Click a pick", "accept it as a particle (a negative, in negative mode)"),
     ("F1", "this list"),
 ]
+
+
+def _some(names: list[str], n: int = 3) -> str:
+    """Up to n names, and how many more."""
+    more = f" and {len(names) - n} more" if len(names) > n else ""
+    return ", ".join(names[:n]) + more if names else "no micrograph names"
 
 
 def icon(name: str) -> QIcon:
@@ -981,16 +988,20 @@ class MainWindow(QMainWindow):
                 return 0
             flip_y, scale, as_negative = dialog.flip.isChecked(), dialog.scale.value(), dialog.negative.isChecked()
         try:
-            heights = {k: self._height(k) for k in self.paths} if flip_y else None
-            table = read_coordinates(path, scale=scale or 1.0, flip_y=bool(flip_y), image_heights=heights)
+            table = read_coordinates(path, scale=scale or 1.0)
         except PickerError as exc:
             QMessageBox.warning(self, "Import failed", str(exc))
             return 0
-        known = table.on_micrographs(self.paths)
-        if not known.any():
-            QMessageBox.warning(self, "Import", f"{path.name}: none of its {len(table)} coordinates names a micrograph of this project (names match by basename).")
+        # Names match as the consensus sets' do: folder, extension and suffixes such as _DW or
+        # _autopick do not matter (a per-micrograph file is named after its micrograph plus one).
+        table, unmatched = align_to_micrographs(table, [p.name for p in self.paths.values()])
+        if not len(table):
+            QMessageBox.warning(self, "Import", f"{path.name}: none of its coordinates names a micrograph of this project "
+                                                f"(found: {_some(unmatched)}; names match by basename, without extension "
+                                                f"or suffixes such as _DW or _autopick).")
             return 0
-        table = table[known]
+        if flip_y:
+            table = table.flipped_y({k: self._height(k) for k in self.paths})
         if as_negative:
             table = table.with_kind(NEGATIVE)
         self._warn_if_off_image(table, path)
@@ -999,7 +1010,8 @@ class MainWindow(QMainWindow):
         merged = CoordinateTable.concat([before, table.named_by_key(names).replace(source="manual")])
         self.undo_stack.push(ReplaceLabels(self.store, before, merged, f"Import {path.name}"))
         self.saver.save_now()
-        self.statusBar().showMessage(f"Imported {len(table)} label(s) from {path.name}", 8000)
+        skipped = f"; micrographs not in this project skipped: {_some(unmatched)}" if unmatched else ""
+        self.statusBar().showMessage(f"Imported {len(table)} label(s) from {path.name}{skipped}", 8000)
         return len(table)
 
     def _height(self, key: str) -> float:

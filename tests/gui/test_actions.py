@@ -43,6 +43,36 @@ def test_file_import_from_the_menu_imports(qtbot, window, tmp_path, monkeypatch,
     assert len(points(window)) == 3
 
 
+def test_import_of_json_picks_from_the_menu(qtbot, window, tmp_path, monkeypatch, accept_import):
+    """Magellon-style ``<micrograph>_picks.json`` through File > Import labels; the dialog offers .json."""
+    stem = window.paths[window.current].stem
+    path = tmp_path / f"{stem}_picks.json"
+    path.write_text('[{"x": 30, "y": 50, "score": 2.5, "id": "tp-0"}, {"x": 90, "y": 70, "score": 1.0, "id": "tp-1"}]')
+    offered = []
+
+    def fake_dialog(*args, **kwargs):
+        offered.append(args[3] if len(args) > 3 else kwargs.get("filter", ""))
+        return str(path), ""
+
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", staticmethod(fake_dialog))
+    menu_action(window, "File", "Import labels").trigger()
+    assert "*.json" in offered[0]
+    assert sorted(map(tuple, np.round(points(window)).tolist())) == [(30.0, 50.0), (90.0, 70.0)]
+
+
+def test_import_matches_suffixed_names_and_reports_the_rest(qtbot, window, tmp_path, monkeypatch, accept_import):
+    """Names match as the consensus sets' do (``<mic>_DW_autopick``), and the status line says
+    which micrographs of the file are not in the project."""
+    stem = window.paths[window.current].stem
+    table = CoordinateTable.from_arrays([f"MotionCorr/job002/{stem}_DW.mrc", "elsewhere/other_mic.mrc"], [40, 60], [50, 70])
+    path = tmp_path / "picked.star"
+    write_coordinates(table, path, "star-particles")
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", staticmethod(lambda *a, **k: (str(path), "")))
+    menu_action(window, "File", "Import labels").trigger()
+    assert np.round(points(window)).tolist() == [[40.0, 50.0]]
+    assert "other_mic" in window.statusBar().currentMessage()
+
+
 def test_import_by_its_shortcut_and_undo_from_the_edit_menu(qtbot, window, tmp_path, monkeypatch, accept_import):
     path = _coords_file(tmp_path, window, n=2)
     monkeypatch.setattr(QFileDialog, "getOpenFileName", staticmethod(lambda *a, **k: (str(path), "")))
