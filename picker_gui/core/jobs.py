@@ -341,6 +341,17 @@ def train_config(settings: TrainSettings, diameter_px: float, init: SavedModel |
     )
 
 
+def _matched(labels: CoordinateTable, micrographs: Sequence[str | PathLike]) -> CoordinateTable:
+    """Labels renamed to the micrographs their names match as the consensus sets' do (folder,
+    extension and suffixes such as _DW or _autopick do not matter); the rest keep their names."""
+    if not len(labels):
+        return labels
+    from picker_gui.core.consensus import match_names
+
+    mapping, _ = match_names(labels.micrograph.tolist(), [str(p) for p in micrographs])
+    return labels.named_by_key(mapping)
+
+
 def _labelled(micrographs: Sequence[str | PathLike], positives: CoordinateTable,
               negatives: CoordinateTable) -> tuple[list[Path], list[str]]:
     """The given micrographs that carry a label (in the order given), and the labelled keys
@@ -350,7 +361,8 @@ def _labelled(micrographs: Sequence[str | PathLike], positives: CoordinateTable,
     if not paths:
         given = sorted({micrograph_key(p) for p in micrographs})
         raise UsageError(
-            f"no label names one of the given micrographs (names match by file name without extension; labels name "
+            f"no label names one of the given micrographs (names match by file name without extension or suffixes "
+            f"such as _DW or _autopick; labels name "
             f"{_listed(sorted(labelled))}, micrographs are {_listed(given) if given else 'none'})",
             option="--labels",
         )
@@ -457,6 +469,7 @@ def train_job(
         positives = positives[~marked]
         choices.append(f"{int(marked.sum())} label(s) of kind 'negative' among the particle labels used as negatives")
     negatives = negatives.with_kind(NEGATIVE)
+    positives, negatives = _matched(positives, micrographs), _matched(negatives, micrographs)
     paths, missing = _labelled(micrographs, positives, negatives)
     warnings: list[str] = []
     if missing:

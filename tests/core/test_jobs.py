@@ -117,6 +117,18 @@ def test_labels_on_micrographs_not_given_are_a_warning_and_none_given_is_refused
     assert "elsewhere" in str(info.value) and "m0" in str(info.value)
 
 
+def test_labels_named_with_folders_and_suffixes_find_their_micrographs(mics):
+    """RELION/crYOLO-style names (a job folder, _DW, _autopick) match the micrographs given."""
+    paths, labels, _ = mics
+    one = labels.for_micrograph("m0")
+    renamed = one.replace(micrograph=np.full(len(one), "MotionCorr/job002/m0_DW_autopick.mrc", dtype=object))
+    reports: list[JobReport] = []
+    result = run_job(train_job(paths, renamed, None, _settings(max_steps=1)), reports.append)
+    assert [r.micrograph for r in reports if r.stage == "preprocess" and r.done] == ["m0"]
+    assert result.saved.metadata["n_positive_labels"] == len(one)
+    assert not any("not among the given micrographs" in w for w in result.warnings)
+
+
 def test_only_labelled_micrographs_are_used_and_duplicate_keys_are_refused(mics, tmp_path):
     paths, labels, _ = mics
     unlabelled = write_mrc(tmp_path / "other.mrc", np.zeros((96, 128), np.float32), voxel_size=2.0)
