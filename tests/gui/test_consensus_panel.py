@@ -93,7 +93,7 @@ def test_add_two_sets_see_counts_move_the_slider_train_and_export(qtbot, project
     # Train the network from the menu: scores in [0, 1], a validation curve drawn.
     menu_action(win, "Consensus", "Train consensus").trigger()
     assert view.controller.training
-    qtbot.waitUntil(lambda: not view.controller.training and view.state.scored, timeout=GUARD_MS)
+    qtbot.waitUntil(lambda: _trained(view, panel), timeout=GUARD_MS)
     assert panel.validation_points()
     scores = view.state.scores()
     assert ((scores >= 0) & (scores <= 1)).all() and len(np.unique(np.round(scores, 4))) > 3
@@ -173,6 +173,12 @@ def test_rank_by_sets_scores_the_picks_without_training(qtbot, project, monkeypa
     assert not view.state.scored
 
 
+def _trained(view, panel) -> bool:
+    """Training over as the user sees it: the job's thread ends before its queued "finished"
+    reaches the window, so wait for the panel's Train button to come back as well."""
+    return not view.controller.training and view.state.scored and panel.train.isEnabled()
+
+
 def test_training_guided_by_the_sets_ranks(qtbot, project, monkeypatch):
     """Tick "Train guided by the sets' ranks", train from the menu: the lowest-ranked picks
     are the network's negatives, and the status line says so."""
@@ -187,7 +193,7 @@ def test_training_guided_by_the_sets_ranks(qtbot, project, monkeypatch):
     assert panel.guided.isChecked() and view.controller.settings().rank == ("cryolo", "topaz")
     menu_action(win, "Consensus", "Train consensus").trigger()
     assert not panel.guided.isEnabled()  # not while training
-    qtbot.waitUntil(lambda: not view.controller.training and view.state.scored, timeout=GUARD_MS)
+    qtbot.waitUntil(lambda: _trained(view, panel), timeout=GUARD_MS)
     rejected = view.state.negatives[view.state.negatives.source == "rejected"]
     assert len(rejected) == round(0.3 * n_or)
     assert f"the {len(rejected):,} picks the sets ranked lowest" in panel.status.text()
