@@ -110,6 +110,14 @@ _ALIASES: dict[str, tuple[str, ...]] = {
     "source": ("source",),
 }
 
+_ALIAS_TO_COLUMN = {alias: canon for canon, aliases in _ALIASES.items() for alias in aliases}
+
+
+def _canonical_column(name: str) -> str | None:
+    """The canonical column a header or JSON field name stands for (any case, leading ``_``)."""
+    return _ALIAS_TO_COLUMN.get(name.strip().lstrip("_").lower())
+
+
 _CRYOSPARC_UID = re.compile(r"^\d{10,}_")
 
 #: First comment line of a labels file written by picker-gui.
@@ -674,10 +682,9 @@ def _read_box(path: Path, opts: _ReadOptions) -> CoordinateTable:
 
 def _columns_from_header(path: Path, header: Sequence[str], line: int) -> dict[str, int]:
     """Map canonical column names to header positions using :data:`_ALIASES`."""
-    lookup = {alias: canon for canon, aliases in _ALIASES.items() for alias in aliases}
     positions: dict[str, int] = {}
     for i, name in enumerate(header):
-        canon = lookup.get(name.strip().lstrip("_").lower())
+        canon = _canonical_column(name)
         if canon is not None and canon not in positions:
             positions[canon] = i
     missing = [c for c in ("x", "y") if c not in positions]
@@ -819,7 +826,6 @@ def _read_json(path: Path, opts: _ReadOptions) -> CoordinateTable:
         data = data[keys[0]]
     if not isinstance(data, list):
         raise CoordinateFormatError(path, f"expected a list of picks, found a JSON {type(data).__name__}")
-    lookup = {alias: canon for canon, aliases in _ALIASES.items() for alias in aliases}
     default_name = opts.micrograph if opts.micrograph is not None else path.stem
     names, xs, ys, scores = [], [], [], []
 
@@ -838,7 +844,7 @@ def _read_json(path: Path, opts: _ReadOptions) -> CoordinateTable:
         if isinstance(rec, dict):
             fields: dict[str, object] = {}
             for key, v in rec.items():
-                canon = lookup.get(str(key).strip().lstrip("_").lower())
+                canon = _canonical_column(str(key))
                 if canon is not None and canon not in fields:
                     fields[canon] = v
             missing = [c for c in ("x", "y") if c not in fields]
