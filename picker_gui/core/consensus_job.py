@@ -38,7 +38,7 @@ from picker_gui.core.consensus import (
 )
 from picker_gui.core.coords import NEGATIVE, CoordinateTable, micrograph_key
 from picker_gui.core.errors import MicrographError, UsageError
-from picker_gui.core.jobs import JobReport, _failure_line, _listed, _stop_checker
+from picker_gui.core.jobs import JobReport, _failure_line, listed_names, _stop_checker
 from picker_gui.core.mrc_io import read_header, require_unique_micrographs
 from picker_gui.core.preprocess import PreprocessParams
 
@@ -267,9 +267,9 @@ def consensus_job(
         if missing:
             unmatched[s.name] = missing
             warnings.append(f"set {s.name!r}: {len(missing)} micrograph name(s) match none of the micrographs, "
-                            f"their picks are left out: {_listed(missing)}")
+                            f"their picks are left out: {listed_names(missing)}")
         if len(s.table) and not len(table):
-            raise UsageError(f"set {s.name!r}: none of its micrograph names ({_listed(missing)}) matches a micrograph "
+            raise UsageError(f"set {s.name!r}: none of its micrograph names ({listed_names(missing)}) matches a micrograph "
                              f"given (e.g. {paths[0].name})")
         aligned.append(PickSet(s.name, table, s.threshold))
     for w in warnings:

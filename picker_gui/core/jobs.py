@@ -363,7 +363,7 @@ def _labelled(micrographs: Sequence[str | PathLike], positives: CoordinateTable,
         raise UsageError(
             f"no label names one of the given micrographs (names match by file name without extension or suffixes "
             f"such as _DW or _autopick; labels name "
-            f"{_listed(sorted(labelled))}, micrographs are {_listed(given) if given else 'none'})",
+            f"{listed_names(sorted(labelled))}, micrographs are {listed_names(given) if given else 'none'})",
             option="--labels",
         )
     paths = require_unique_micrographs(paths)
@@ -371,7 +371,8 @@ def _labelled(micrographs: Sequence[str | PathLike], positives: CoordinateTable,
     return paths, missing
 
 
-def _listed(names: Sequence[str], show: int = 5) -> str:
+def listed_names(names: Sequence[str], show: int = 5) -> str:
+    """The first ``show`` names, comma-separated, and "..." when there are more (for messages)."""
     return ", ".join(names[:show]) + (", ..." if len(names) > show else "")
 
 
@@ -473,7 +474,7 @@ def train_job(
     paths, missing = _labelled(micrographs, positives, negatives)
     warnings: list[str] = []
     if missing:
-        warnings.append(f"{len(missing)} labelled micrograph(s) not among the given micrographs, ignored: {_listed(missing)}")
+        warnings.append(f"{len(missing)} labelled micrograph(s) not among the given micrographs, ignored: {listed_names(missing)}")
     params, notes = _preprocess_params(settings, init)
     choices += notes
     if init is not None and settings.architecture not in (None, init.model.architecture):

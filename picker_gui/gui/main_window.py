@@ -35,6 +35,7 @@ from picker_gui.core.consensus import align_to_micrographs
 from picker_gui.core.coords import NEGATIVE, PARTICLE, CoordinateTable, micrograph_key
 from picker_gui.core.errors import MicrographError, PickerError
 from picker_gui.core.formats import read_coordinates, read_file_filter, write_coordinates
+from picker_gui.core.jobs import listed_names
 from picker_gui.core.labels import LabelStore
 from picker_gui.core.mrc_io import find_micrographs, read_header, unique_micrographs
 from picker_gui.core.project import Project, ProjectLockedError, project_title, recent_projects, remember_project
@@ -79,12 +80,6 @@ SHORTCUTS = [
     ("Click a pick", "accept it as a particle (a negative, in negative mode)"),
     ("F1", "this list"),
 ]
-
-
-def _some(names: list[str], n: int = 3) -> str:
-    """Up to n names, and how many more."""
-    more = f" and {len(names) - n} more" if len(names) > n else ""
-    return ", ".join(names[:n]) + more if names else "no micrograph names"
 
 
 def icon(name: str) -> QIcon:
@@ -997,7 +992,7 @@ class MainWindow(QMainWindow):
         table, unmatched = align_to_micrographs(table, [p.name for p in self.paths.values()])
         if not len(table):
             QMessageBox.warning(self, "Import", f"{path.name}: none of its coordinates names a micrograph of this project "
-                                                f"(found: {_some(unmatched)}; names match by basename, without extension "
+                                                f"(found: {listed_names(unmatched) or 'no micrograph names'}; names match by basename, without extension "
                                                 f"or suffixes such as _DW or _autopick).")
             return 0
         if flip_y:
@@ -1010,7 +1005,7 @@ class MainWindow(QMainWindow):
         merged = CoordinateTable.concat([before, table.named_by_key(names).replace(source="manual")])
         self.undo_stack.push(ReplaceLabels(self.store, before, merged, f"Import {path.name}"))
         self.saver.save_now()
-        skipped = f"; micrographs not in this project skipped: {_some(unmatched)}" if unmatched else ""
+        skipped = f"; micrographs not in this project skipped: {listed_names(unmatched)}" if unmatched else ""
         self.statusBar().showMessage(f"Imported {len(table)} label(s) from {path.name}{skipped}", 8000)
         return len(table)
 
