@@ -996,7 +996,7 @@ class MainWindow(QMainWindow):
                                                 f"or suffixes such as _DW or _autopick).")
             return 0
         if flip_y:
-            table = table.flipped_y({k: self._height(k) for k in self.paths})
+            table = table.flipped_y({k: self._height(k) for k in table.micrographs()})  # only these headers
         if as_negative:
             table = table.with_kind(NEGATIVE)
         self._warn_if_off_image(table, path)
